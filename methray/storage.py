@@ -1,0 +1,138 @@
+"""Paths that may be local or ``s3://``, and atomic writes.
+
+Every output methray writes goes through :func:`atomic_write` (or :func:`atomic_path` for
+writers that want a path): the data is written under a temporary name beside the target and
+renamed when complete, so a reader never sees a truncated file. On S3 an object only appears
+once its upload completes, so the temporary-name step is not needed there.
+
+S3 settings come from the standard AWS environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``) or from
+:func:`configure_s3` (the run config's ``s3`` section). Credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import fsspec
+
+_S3_OPTIONS: dict = {}
+
+
+def configure_s3(endpoint_url: str | None = None, region: str | None = None) -> None:
+    """Set the S3 endpoint / region used for every ``s3://`` path in this process.
+
+    Parameters
+    ----------
+    endpoint_url
+        An S3-compatible endpoint (``http://127.0.0.1:9000``); ``None`` keeps the AWS default
+        or ``AWS_ENDPOINT_URL``.
+    region
+        The region name; ``None`` keeps ``AWS_DEFAULT_REGION``.
+    """
+    _S3_OPTIONS.clear()
+    client_kwargs = {}
+    if endpoint_url:
+        client_kwargs["endpoint_url"] = endpoint_url
+        os.environ.setdefault("AWS_ENDPOINT_URL", endpoint_url)  # for pyarrow / Ray workers
+    if region:
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        _S3_OPTIONS["client_kwargs"] = client_kwargs
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """True for ``scheme://`` paths other than ``file://``."""
+    s = str(path)
+    return "://" in s and not s.startswith("file://")
+
+
+def filesystem(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return ``(fsspec filesystem, path within it)`` for a local or remote path."""
+    s = str(path)
+    if s.startswith("s3://"):
+        return fsspec.core.url_to_fs(s, **_S3_OPTIONS)
+    return fsspec.core.url_to_fs(s)
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """Join path parts, keeping ``s3://`` prefixes intact."""
+    s = str(base).rstrip("/")
+    return "/".join([s, *[p.strip("/") for p in parts]]) if is_remote(s) else str(Path(s, *parts))
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a local or remote path exists."""
+    fs, p = filesystem(path)
+    return fs.exists(p)
+
+
+def makedirs(path: str | os.PathLike) -> None:
+    """Create a directory (no-op on object stores)."""
+    if not is_remote(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary local path; on success it is renamed to ``path`` (or uploaded).
+
+    On an exception the temporary file is removed and nothing appears under ``path``.
+    """
+    target = str(path)
+    if is_remote(target):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="methray-") as tmp:
+            local = os.path.join(tmp, os.path.basename(target))
+            yield local
+            fs, p = filesystem(target)
+            fs.put_file(local, p)
+        return
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
+    """Open a file for writing that appears under ``path`` only when closed without error."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as fh:
+            yield fh
+
+
+def local_copy(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
+    """Return a local path for ``path``, downloading a remote file once into ``cache_dir``.
+
+    The cache key is the remote path, so each worker process downloads a file at most once.
+    """
+    if not is_remote(path):
+        return str(path)
+    import hashlib
+    import tempfile
+
+    cache = Path(cache_dir or os.environ.get("METHRAY_CACHE", Path(tempfile.gettempdir(), "methray-cache")))
+    key = hashlib.sha1(str(path).encode()).hexdigest()[:16]
+    local = cache / key / os.path.basename(str(path))
+    download(path, local)
+    return str(local)
+
+
+def download(remote: str, local: str | os.PathLike) -> None:
+    """Copy a remote file to ``local`` atomically, unless ``local`` already exists."""
+    if os.path.exists(local):
+        return
+    Path(local).parent.mkdir(parents=True, exist_ok=True)
+    fs, p = filesystem(remote)
+    with atomic_path(local) as tmp:
+        fs.get_file(p, tmp)

@@ -1,0 +1,101 @@
+"""Genome tracks out: sorted bedGraph (0-based, half-open) and bigWig.
+
+A CpG's value is written as the one-base interval of its C, ``[pos, pos + 1)``, as in the
+methylation bedGraphs methray reads. Rows are sorted by chromosome in reference (FASTA)
+order, then by position, as ``bedGraphToBigWig`` and genome browsers expect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import storage
+
+
+def sort_sites(df: pd.DataFrame, chrom_order: list[str], pos_col: str = "pos") -> pd.DataFrame:
+    """Sort rows by chromosome in ``chrom_order`` (reference order), then position.
+
+    Raises
+    ------
+    ValueError
+        If a chromosome of ``df`` is not in ``chrom_order``.
+    """
+    rank = {c: i for i, c in enumerate(chrom_order)}
+    missing = set(df["chrom"].unique()) - set(rank)
+    if missing:
+        raise ValueError(f"chromosomes not in the reference order: {sorted(missing)}")
+    key = df["chrom"].map(rank).to_numpy(np.int64)
+    order = np.lexsort((df[pos_col].to_numpy(np.int64), key))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def bedgraph_lines(df: pd.DataFrame, value_col: str, pos_col: str = "pos", digits: int = 4) -> str:
+    """Format sorted sites as bedGraph rows ``chrom<TAB>pos<TAB>pos+1<TAB>value``."""
+    if df.empty:
+        return ""
+    pos = df[pos_col].to_numpy(np.int64)
+    values = np.char.mod(f"%.{digits}f", df[value_col].to_numpy(np.float64))
+    rows = pd.DataFrame({"c": df["chrom"].to_numpy(), "s": pos, "e": pos + 1, "v": values})
+    return rows.to_csv(sep="\t", header=False, index=False, lineterminator="\n")
+
+
+def track_line(name: str, description: str) -> str:
+    """A UCSC ``track`` header line for a bedGraph."""
+    return f'track type=bedGraph name="{name}" description="{description}" visibility=full autoScale=off viewLimits=0:1\n'
+
+
+def write_bedgraph(
+    df: pd.DataFrame,
+    path: str,
+    *,
+    name: str,
+    description: str,
+    chrom_order: list[str],
+    value_col: str = "beta_pred",
+    pos_col: str = "pos",
+) -> int:
+    """Write sites as a sorted bedGraph with a ``track`` line, atomically.
+
+    Parameters
+    ----------
+    df
+        Columns ``chrom``, ``pos_col`` (0-based C position) and ``value_col``.
+    path
+        Output path (local or ``s3://``); appears only when complete.
+    chrom_order
+        Reference contig order for sorting.
+
+    Returns
+    -------
+    int
+        Number of data rows written.
+    """
+    sites = sort_sites(df, chrom_order, pos_col)
+    with storage.atomic_write(path) as fh:
+        fh.write(track_line(name, description))
+        fh.write(bedgraph_lines(sites, value_col, pos_col))
+    return len(sites)
+
+
+def write_bigwig(df: pd.DataFrame, path: str, *, chrom_sizes: dict[str, int], value_col: str = "beta_pred", pos_col: str = "pos") -> None:
+    """Write sites as a bigWig (pybigtools), one-base intervals, atomically.
+
+    Parameters
+    ----------
+    chrom_sizes
+        Contig lengths, in reference order (only contigs with data are declared).
+    """
+    import pybigtools
+
+    order = list(chrom_sizes)
+    sites = sort_sites(df, order, pos_col)
+    present = [c for c in order if c in set(sites["chrom"].unique())]
+    records = zip(
+        sites["chrom"].tolist(),
+        sites[pos_col].astype(int).tolist(),
+        (sites[pos_col].astype(int) + 1).tolist(),
+        sites[value_col].astype(float).tolist(),
+    )
+    with storage.atomic_path(path) as tmp:
+        pybigtools.open(tmp, "w").write({c: int(chrom_sizes[c]) for c in present}, records)
