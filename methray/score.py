@@ -1,0 +1,140 @@
+"""Stage 4, score: Ray Data batch inference with a trained checkpoint.
+
+``read_parquet`` (CpG table) -> ``map_batches(Predictor)`` on a fixed-size actor pool: each
+actor loads the checkpoint and opens the reference once, then encodes each batch's windows
+and predicts. Encoding inside the predictor avoids shipping one-hot tensors through the
+object store. Actors ask for ``score.cpus_per_actor`` CPUs and ``score.gpus_per_actor``
+GPUs (set it on GPU clusters).
+
+Outputs (per tissue and model): ``predictions/<tissue>.<model>.parquet`` (chrom, pos, beta,
+beta_pred, in_cpg_island, split) and ``<tissue>.<model>.bedGraph`` (sorted by reference
+order, 0-based half-open, with a ``track`` line), both written atomically.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import ray
+import torch
+
+from . import checkpoint as ckpt
+from . import storage, tasks, tracks
+from .config import RunConfig
+from .errors import MethrayError
+from .windows import cpg_dataset, encode_batch
+
+OUTPUT_COLUMNS = ("chrom", "pos", "tissue", "in_cpg_island", "split", "beta")
+
+
+class Predictor:
+    """A Ray Data callable class: encode windows and predict, model loaded once per actor.
+
+    Parameters
+    ----------
+    checkpoint_dir
+        A methray checkpoint (:mod:`methray.checkpoint`), local or ``s3://``.
+    reference
+        FASTA path (local or ``s3://``).
+    threads
+        torch intra-op threads for CPU inference.
+
+    ``__call__`` takes a batch with ``chrom`` ``(B,)`` and ``pos`` ``(B,) int64`` and returns
+    the input columns plus ``beta_pred`` ``(B,) float32`` (first model output after the
+    task transform: clipped to [0, 1] for methylation).
+    """
+
+    def __init__(self, checkpoint_dir: str, reference: str, threads: int = 1):
+        torch.set_num_threads(max(1, threads))
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.meta = ckpt.load(checkpoint_dir, self.device)
+        self.reference = reference
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        enc = encode_batch(batch, self.reference, self.meta["window_length"], self.meta["exclude_cpg"])
+        x = torch.from_numpy(enc["x"]).to(self.device).float()
+        with torch.inference_mode():
+            pred = tasks.predict(self.meta["task"], self.model(x))[:, 0]
+        out = {k: np.asarray(batch[k]) for k in OUTPUT_COLUMNS if k in batch}
+        out["beta_pred"] = pred.float().cpu().numpy()
+        return out
+
+
+def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -> ray.data.Dataset:
+    """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...)."""
+    ckpt.read_meta(checkpoint_dir)  # fail in the driver, not in (retried) actor constructors
+    return ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={"checkpoint_dir": checkpoint_dir, "reference": cfg.reference, "threads": int(cfg.score.cpus_per_actor)},
+        compute=ray.data.ActorPoolStrategy(size=cfg.score.actors),
+        batch_size=cfg.score.batch_size,
+        num_cpus=cfg.score.cpus_per_actor,
+        num_gpus=cfg.score.gpus_per_actor,
+        batch_format="numpy",
+    )
+
+
+def predictions_path(cfg: RunConfig, tissue: str, model: str) -> str:
+    return cfg.path("predictions", f"{tissue}.{model}.parquet")
+
+
+def bedgraph_path(cfg: RunConfig, tissue: str, model: str) -> str:
+    return cfg.path(f"{tissue}.{model}.bedGraph")
+
+
+def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = None) -> dict[str, pd.DataFrame]:
+    """Score the held-out CpGs of every tissue and write predictions and bedGraphs.
+
+    Parameters
+    ----------
+    split
+        Which split to score (``test`` by default; ``val`` or ``train`` for diagnostics).
+    checkpoint_dir
+        Defaults to ``<out_dir>/checkpoint``.
+
+    Returns
+    -------
+    dict[str, pd.DataFrame]
+        Predictions per tissue, sorted by chrom (reference order) and position.
+    """
+    from .genome import open_reference
+
+    checkpoint_dir = checkpoint_dir or cfg.checkpoint_dir
+    meta = ckpt.read_meta(checkpoint_dir)
+    model = meta["model"]
+    order = open_reference(cfg.reference).chroms
+    out = {}
+    for t in cfg.tissues:
+        ds = predict_dataset(cpg_dataset(cfg.cpg_table, tissue=t.name, split=split), cfg, checkpoint_dir)
+        df = ds.to_pandas()
+        if df.empty:
+            raise MethrayError(f"no {split} sites for tissue {t.name!r} in {cfg.cpg_table}")
+        df = tracks.sort_sites(df, order)
+        write_predictions(cfg, df, t.name, model)
+        out[t.name] = df
+    return out
+
+
+def write_predictions(cfg: RunConfig, df: pd.DataFrame, tissue: str, model: str) -> None:
+    """Write one (tissue, model) prediction table (Parquet) and bedGraph, atomically."""
+    from .genome import open_reference
+
+    with storage.atomic_path(predictions_path(cfg, tissue, model)) as tmp:
+        df.to_parquet(tmp, index=False)
+    tracks.write_bedgraph(
+        df,
+        bedgraph_path(cfg, tissue, model),
+        name=f"{tissue} {model}",
+        description=f"methray {model} predicted beta, {tissue}, {cfg.genome}",
+        chrom_order=open_reference(cfg.reference).chroms,
+    )
+
+
+def read_predictions(cfg: RunConfig, tissue: str, model: str) -> pd.DataFrame:
+    """Read a prediction table written by :func:`write_predictions`."""
+    path = predictions_path(cfg, tissue, model)
+    if not storage.exists(path):
+        raise MethrayError(f"{path}: no predictions; run `methray score` first")
+    fs, p = storage.filesystem(path)
+    with fs.open(p, "rb") as fh:
+        return pd.read_parquet(fh)

@@ -1,0 +1,238 @@
+"""Stage 3, train: Ray Train ``TorchTrainer`` (data parallel) on encoded windows.
+
+- ``ScalingConfig(num_workers, use_gpu)`` from the ``train`` config section: CPU workers
+  locally, GPUs when the cluster has them (``use_gpu: auto``), with no code change.
+- Each worker reads its shard with ``ray.train.get_dataset_shard(...).iter_torch_batches``.
+- Every epoch reports train / validation loss with ``ray.train.report``; a checkpoint is
+  attached when the validation loss improves. Validation loss is all-reduced over workers,
+  so every worker takes the same early-stopping decision (stop after ``patience`` epochs
+  without improvement).
+- The best checkpoint is copied to ``<out_dir>/checkpoint`` (see :mod:`methray.checkpoint`);
+  Ray Train's own run directory is ``<out_dir>/ray_train``.
+
+The encoded datasets are materialised in the object store before ``fit()``: Ray Train
+reserves the workers' CPUs, and a lazy pipeline could then starve (see the Ray notes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+import ray.train
+import torch
+
+from . import checkpoint as ckpt
+from . import models, storage, tasks
+from .config import RunConfig
+from .encoding import WindowSpec
+from .windows import window_dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    checkpoint_dir: str
+    history: list[dict]
+    best_val_loss: float
+    n_train: int
+    n_val: int
+    seconds: float
+
+
+def model_window(cfg: RunConfig) -> WindowSpec:
+    """The input window of the configured model (registry default, length overridable)."""
+    info = models.get(cfg.model.name)
+    if info.window is None:
+        from .errors import MethrayError
+
+        raise MethrayError(f"model {cfg.model.name!r} is not a sequence model; it cannot be trained on CpG windows")
+    return WindowSpec(cfg.model.window_length or info.window.length, info.window.exclude_cpg)
+
+
+def _all_reduce_sum(values: list[float]) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """The per-worker training loop (runs inside Ray Train workers)."""
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(config["threads"])
+    device = ray.train.torch.get_device()
+    model = models.build(config["model"], window_length=config["window_length"], n_outputs=config["n_outputs"], **config["params"])
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    task = config["task"]
+
+    def collate(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.as_tensor(batch["x"]).to(device, non_blocking=True).float()
+        y = torch.as_tensor(batch["y"]).to(device, non_blocking=True)
+        return x, y
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    best, stale = math.inf, 0
+    history: list[dict] = []
+    rank = ray.train.get_context().get_world_rank()
+    for epoch in range(1, config["epochs"] + 1):
+        start = time.perf_counter()
+        model.train()
+        loss_sum, n = 0.0, 0
+        for x, y in train_shard.iter_torch_batches(
+            batch_size=config["batch_size"], collate_fn=collate, local_shuffle_buffer_size=config["shuffle_buffer"] or None
+        ):
+            optimizer.zero_grad(set_to_none=True)
+            loss = tasks.loss(task, model(x), y)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            n += len(y)
+        model.eval()
+        val_sum, val_n = 0.0, 0
+        with torch.no_grad():
+            for x, y in val_shard.iter_torch_batches(batch_size=4 * config["batch_size"], collate_fn=collate):
+                val_sum += tasks.loss(task, model(x), y).item() * len(y)
+                val_n += len(y)
+        loss_sum, n, val_sum, val_n = _all_reduce_sum([loss_sum, n, val_sum, val_n])
+        train_loss, val_loss = loss_sum / max(n, 1), val_sum / max(val_n, 1)
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": int(n), "seconds": time.perf_counter() - start}
+        improved = val_loss < best
+        best, stale = (val_loss, 0) if improved else (best, stale + 1)
+        metrics["best_val_loss"] = best
+        history.append(dict(metrics))
+        metrics["history"] = json.dumps(history)  # the whole curve reaches the driver with the last report
+        if improved and rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                net = model.module if hasattr(model, "module") else model
+                ckpt.save(tmp, net, {**config["meta"], "epoch": epoch, "val_loss": val_loss})
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+        if stale >= config["patience"]:
+            break
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    """Train ``cfg.model`` on the run's CpG table and keep the best checkpoint.
+
+    Returns
+    -------
+    TrainResult
+        Checkpoint location, per-epoch history and data sizes.
+
+    Raises
+    ------
+    MethrayError
+        Unknown model, a split gap smaller than the window, or no training / validation data.
+    """
+    from ray.train import CheckpointConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .errors import MethrayError
+
+    start = time.perf_counter()
+    spec = model_window(cfg)
+    if cfg.split.gap_bp < spec.length:
+        raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the {cfg.model.name} window ({spec.length} bp): train and test windows could overlap")
+    if not storage.exists(cfg.cpg_table):
+        raise MethrayError(f"{cfg.cpg_table}: CpG table not found; run `methray prepare` first")
+    tissue = cfg.tissues[0].name
+    train_ds = window_dataset(cfg.cpg_table, cfg.reference, spec, tissue=tissue, split="train")
+    val_ds = window_dataset(cfg.cpg_table, cfg.reference, spec, tissue=tissue, split="val")
+    if cfg.train.max_train_sites:
+        n_all = train_ds.count()
+        if n_all > cfg.train.max_train_sites:
+            train_ds = train_ds.random_sample(cfg.train.max_train_sites / n_all, seed=cfg.train.seed)
+    train_ds, val_ds = train_ds.materialize(), val_ds.materialize()
+    n_train, n_val = train_ds.count(), val_ds.count()
+    if n_train == 0 or n_val == 0:
+        raise MethrayError(f"no {'training' if n_train == 0 else 'validation'} sites for tissue {tissue!r}; check the split section")
+    use_gpu = cfg.train.use_gpu if cfg.train.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= 1
+    info = models.get(cfg.model.name)
+    n_outputs = cfg.model.n_outputs or (1 if cfg.model.task == "methylation" else info.n_outputs)
+    meta = {
+        "model": cfg.model.name,
+        "task": cfg.model.task,
+        "window_length": spec.length,
+        "exclude_cpg": spec.exclude_cpg,
+        "n_outputs": n_outputs,
+        "params": cfg.model.params,
+        "tissue": tissue,
+        "genome": cfg.genome,
+        "run_name": cfg.run_name,
+    }
+    loop_config = {
+        "model": cfg.model.name,
+        "task": cfg.model.task,
+        "window_length": spec.length,
+        "n_outputs": n_outputs,
+        "params": cfg.model.params,
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "lr": cfg.train.lr,
+        "patience": cfg.train.patience,
+        "shuffle_buffer": cfg.train.shuffle_buffer,
+        "seed": cfg.train.seed,
+        "threads": max(1, int(cfg.train.cpus_per_worker)),
+        "meta": meta,
+    }
+    storage_path = cfg.path("ray_train")
+    if not storage.is_remote(storage_path):
+        storage_path = os.path.abspath(storage_path)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=cfg.train.num_workers,
+            use_gpu=bool(use_gpu),
+            resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        datasets={"train": train_ds, "val": val_ds},
+        run_config=RayRunConfig(
+            name=f"{cfg.run_name}-{cfg.model.name}",
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise MethrayError("training produced no checkpoint (no epoch finished)")
+    history = _history(result)
+    publish_checkpoint(result.checkpoint, cfg.checkpoint_dir)
+    best = min(h["val_loss"] for h in history) if history else float("nan")
+    return TrainResult(cfg.checkpoint_dir, history, best, n_train, n_val, time.perf_counter() - start)
+
+
+def _history(result) -> list[dict]:
+    return json.loads(result.metrics["history"]) if result.metrics and "history" in result.metrics else []
+
+
+def publish_checkpoint(checkpoint: "ray.train.Checkpoint", target: str) -> None:
+    """Copy a Ray Train checkpoint to ``target`` (local or ``s3://``), replacing it atomically."""
+    with tempfile.TemporaryDirectory(prefix="methray-ckpt-") as tmp:
+        checkpoint.to_directory(tmp)
+        if storage.is_remote(target):
+            fs, p = storage.filesystem(target)
+            for name in os.listdir(tmp):
+                fs.put_file(os.path.join(tmp, name), f"{p}/{name}")
+            return
+        staging = f"{target}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(tmp, staging)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(staging, target)
