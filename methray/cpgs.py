@@ -445,7 +445,7 @@ def read_cpgs(path: str, chrom: str | None = None, columns: list[str] | None = N
             frames.append(df)
     if not frames:
         empty = {name: pd.Series([], dtype=PART_SCHEMA.field(name).type.to_pandas_dtype()) for name in cols}
-        return pd.DataFrame({"chrom": pd.Series([], dtype=object), **empty})
+        return pd.DataFrame({"chrom": pd.Series([], dtype=str), **empty})
     # Parts are written in (reference order, pos) order, so concatenation is already sorted.
     return pd.concat(frames, ignore_index=True)
 
