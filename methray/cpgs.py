@@ -25,13 +25,18 @@ Layout
       ...
 
 ``chrom`` is the hive partition key: it lives in the directory name (URI-encoded), not inside
-the files. Read the table with :func:`read_cpgs`, or with Ray Data / pyarrow using a hive
-partitioning whose ``chrom`` field is a string (pyarrow would otherwise infer ``chrom=1`` as an
-integer). Contigs without a CpG have no directory (their count, 0, is in the summary).
+the files. Read the table with :func:`read_cpgs`, with ``ray.data.read_parquet(out_dir)`` (hive
+partitioning, string values and ``.parquet``-only listing are its defaults), or with pyarrow
+using ``ds.partitioning(pa.schema([("chrom", pa.string())]), flavor="hive")`` (pyarrow would
+otherwise infer ``chrom=1`` as an integer). Contigs without a CpG have no directory (their
+count, 0, is in the summary).
 
 A local ``out_dir`` is built in a temporary directory beside it and renamed into place when
 complete, so it never exists half-written. On ``s3://`` every object is uploaded whole, and
 ``_summary.json`` is written last: a table without it is incomplete.
+
+Cost: hg19 chr22 (51.3 Mb, 21.6 Mb of it sequence) gives 336,904 CpGs in about 0.8 s on one
+core, peak memory a few times the contig length in bytes.
 """
 
 from __future__ import annotations
@@ -269,8 +274,8 @@ def enumerate_cpgs(
     max_rows_per_file
         At most this many rows per Parquet file (>= 1).
     overwrite
-        Replace an existing ``out_dir`` (locally the old one is swapped out only once the new
-        one is complete).
+        Replace an existing ``out_dir``. Locally the old one is swapped out only once the new
+        one is complete; on ``s3://`` the old prefix is deleted first.
 
     Returns
     -------
