@@ -148,7 +148,7 @@ def _is_narrowpeak(path: str) -> bool:
     return p.endswith(".narrowpeak") or p.endswith(".narrowpeak.gz")
 
 
-def read_peaks(path: str, reference: Reference) -> pd.DataFrame:
+def read_peaks(path: str, reference: Reference, *, skip_unknown_chroms: bool = False) -> pd.DataFrame:
     """Read a peak file and compute each peak's summit.
 
     Parameters
@@ -158,6 +158,8 @@ def read_peaks(path: str, reference: Reference) -> pd.DataFrame:
         BED (3+ columns: summit = centre ``(start + end) // 2``).
     reference
         Contig names and sizes to check against.
+    skip_unknown_chroms
+        Drop rows on contigs the reference lacks instead of raising.
 
     Returns
     -------
@@ -194,12 +196,18 @@ def read_peaks(path: str, reference: Reference) -> pd.DataFrame:
         summit = centre
     out = df[["chrom", "start", "end", "line"]].copy()
     out["summit"] = summit
-    _check_on_reference(out, reference, path)
-    return out
+    return _check_on_reference(out, reference, path, skip_unknown_chroms)
 
 
-def read_sites(path: str, reference: Reference) -> pd.DataFrame:
+def read_sites(path: str, reference: Reference, *, skip_unknown_chroms: bool = False) -> pd.DataFrame:
     """Read a site table (BED4+, name column = class / factor).
+
+    Parameters
+    ----------
+    path
+        BED4+ file, local or ``s3://``, optionally gzipped.
+    reference, skip_unknown_chroms
+        As for :func:`read_peaks`.
 
     Returns
     -------
@@ -216,11 +224,12 @@ def read_sites(path: str, reference: Reference) -> pd.DataFrame:
     df = read_bed(path, min_columns=4, names=["name"])
     out = df[["chrom", "start", "end", "name", "line"]].copy()
     out["summit"] = (out["start"].to_numpy(np.int64) + out["end"].to_numpy(np.int64)) // 2
-    _check_on_reference(out, reference, path)
-    return out
+    return _check_on_reference(out, reference, path, skip_unknown_chroms)
 
 
-def _check_on_reference(df: pd.DataFrame, reference: Reference, path: str) -> None:
+def _check_on_reference(df: pd.DataFrame, reference: Reference, path: str, skip_unknown: bool) -> pd.DataFrame:
+    if skip_unknown:
+        df = df[df["chrom"].isin(reference.sizes)]
     for chrom, grp in df.groupby("chrom", sort=False):
         line = grp["line"].iloc[0]
         reference.check_chrom(str(chrom), source=f"{path}:{line}")
@@ -232,6 +241,7 @@ def _check_on_reference(df: pd.DataFrame, reference: Reference, path: str) -> No
                 f"{path}:{row['line']}: interval {chrom}:{row['start']}-{row['end']} (summit {row['summit']}) "
                 f"runs past the end of {chrom} ({size:,} bp)"
             )
+    return df
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,6 +356,7 @@ def build_labels(
     max_n_fraction: float = 0.1,
     negative_fraction: float = 1.0,
     seed: int = 0,
+    skip_unknown_chroms: bool = False,
 ) -> LabelSummary:
     """Build a multi-label window table and write it as Parquet (plus ``classes.json``).
 
@@ -386,6 +397,9 @@ def build_labels(
         generator seeded by ``(seed, crc32(chrom))`` (reproducible, independent of other contigs).
     seed
         Seed for negative down-sampling.
+    skip_unknown_chroms
+        Ignore peaks / sites on contigs absent from the reference (e.g. genome-wide peak files
+        with a one-chromosome FASTA) instead of raising; they are not counted anywhere.
 
     Returns
     -------
@@ -406,7 +420,8 @@ def build_labels(
     ------
     MethrayError
         Bad parameters, no classes, missing / malformed input files, a chromosome not in the
-        reference, a peak or summit past the contig end, a class name given twice.
+        reference (unless ``skip_unknown_chroms``), a peak or summit past the contig end, a class
+        name given twice.
     """
     ref = reference if isinstance(reference, Reference) else Reference(str(reference))
     own_ref = not isinstance(reference, Reference)
@@ -436,11 +451,11 @@ def build_labels(
     # ---- classes: (name, kind, table); kind "peak" or "point"
     classes: list[tuple[str, str, pd.DataFrame]] = []
     for name, path in (peaks or {}).items():
-        classes.append((str(name), "peak", read_peaks(str(path), ref)))
+        classes.append((str(name), "peak", read_peaks(str(path), ref, skip_unknown_chroms=skip_unknown_chroms)))
     dropped: dict[str, int] = {}
     site_paths = [sites] if isinstance(sites, str) else list(sites or [])
     for path in site_paths:
-        table = read_sites(str(path), ref)
+        table = read_sites(str(path), ref, skip_unknown_chroms=skip_unknown_chroms)
         table = table[table["chrom"].isin(chroms)]
         counts = table["name"].value_counts()
         for factor in sorted(counts.index):

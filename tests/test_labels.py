@@ -207,6 +207,9 @@ def test_bad_input(tiny):
         build_labels(ref, out, peaks={"X": _write(tmp / "y.bed", [("chrA", 1, 2), ("chrA", 2900, 3001)])})
     with pytest.raises(MethrayError, match=r"z\.bed:1: chromosome 'chr9' is not in"):
         build_labels(ref, out, peaks={"X": _write(tmp / "z.bed", [("chr9", 1, 2)])})
+    s = build_labels(ref, out, peaks={"X": _write(tmp / "z2.bed", [("chr9", 1, 2), ("chrA", 1, 2)])}, skip_unknown_chroms=True)
+    assert s.positives == {"X": 1}
+    (tmp / "out" / "windows.parquet").unlink()
     with pytest.raises(MethrayError, match=r"expected at least 10"):
         build_labels(ref, out, peaks={"X": _write(tmp / "short.narrowPeak", [("chrA", 1, 2, "p")])})
     with pytest.raises(MethrayError, match=r"at least 4"):
