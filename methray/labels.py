@@ -357,6 +357,7 @@ def build_labels(
     negative_fraction: float = 1.0,
     seed: int = 0,
     skip_unknown_chroms: bool = False,
+    site_prefix: str = "",
 ) -> LabelSummary:
     """Build a multi-label window table and write it as Parquet (plus ``classes.json``).
 
@@ -400,6 +401,9 @@ def build_labels(
     skip_unknown_chroms
         Ignore peaks / sites on contigs absent from the reference (e.g. genome-wide peak files
         with a one-chromosome FASTA) instead of raising; they are not counted anywhere.
+    site_prefix
+        Prefix for site-factor class names (e.g. ``"tf:"``), to keep them apart from peak
+        classes of the same name (``tf_sites.bed`` also has a ``CTCF`` factor).
 
     Returns
     -------
@@ -461,15 +465,18 @@ def build_labels(
         for factor in sorted(counts.index):
             n = int(counts[factor])
             if n >= min_sites:
-                classes.append((str(factor), "point", table[table["name"] == factor]))
+                classes.append((site_prefix + str(factor), "point", table[table["name"] == factor]))
             else:
-                dropped[str(factor)] = n
+                dropped[site_prefix + str(factor)] = n
     if not classes:
         raise MethrayError("no classes: give peak files and/or site tables with factors of at least min_sites sites")
     names = [c[0] for c in classes]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise MethrayError(f"class name(s) given more than once (peak file and site factor?): {', '.join(dup)}")
+        raise MethrayError(
+            f"class name(s) given more than once (peak file and site factor?): {', '.join(dup)}; "
+            "rename the peak class or set site_prefix"
+        )
     n_cls = len(classes)
     by_chrom = [{str(k): g for k, g in t.groupby("chrom", sort=False)} for _, _, t in classes]
 

@@ -140,6 +140,12 @@ def test_site_factor_min_sites(tiny):
     assert y[:, 0].tolist() == [1, 0, 0, 0, 0, 0, 1]
     # F3: centre of [1000, 1002) is 1001 -> windows 1..3; 1600 -> windows 3..5
     assert y[:, 1].tolist() == [0, 1, 1, 1, 1, 1, 0]
+    # a site factor named like a peak class: error, unless the factors get a prefix
+    peaks = {"F1": _write(tmp / "f1.bed", [("chrA", 10, 20)])}
+    with pytest.raises(MethrayError, match="F1.*site_prefix"):
+        build_labels(ref, str(tmp / "out2"), peaks=peaks, sites=sites, min_sites=2)
+    s = build_labels(ref, str(tmp / "out2"), peaks=peaks, sites=sites, min_sites=2, site_prefix="tf:")
+    assert s.classes == ["F1", "tf:F1", "tf:F3"] and s.classes_dropped == {"tf:F2": 1}
     with pytest.raises(MethrayError, match="no classes"):
         build_labels(ref, str(tmp / "out3"), sites=sites, min_sites=10)
 
