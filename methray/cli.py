@@ -39,12 +39,11 @@ def _config(config: Path | None, sets: list[str] | None, out: str | None, *, dat
     return load_config(str(config) if config else None, overrides, data=data)
 
 
-def _stage(cfg, *stages):
+def _stage(cfg, stage, *, with_ray: bool = True):
     from . import pipeline
 
-    pipeline.start(cfg)
-    for stage in stages:
-        stage(cfg)
+    pipeline.start(cfg, with_ray=with_ray)
+    stage(cfg)
 
 
 @app.command()
@@ -52,7 +51,7 @@ def prepare(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
     """Methylation files + reference -> CpG table (Parquet, partitioned by chrom)."""
     from .pipeline import run_prepare
 
-    _stage(_config(config, set, out), run_prepare)
+    _stage(_config(config, set, out), run_prepare, with_ray=False)
 
 
 @app.command()
@@ -76,11 +75,7 @@ def evaluate(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
     """Fit the CpG-density baseline and write the metric table (metrics.tsv / .parquet)."""
     from .pipeline import run_evaluate, summary
 
-    cfg = _config(config, set, out)
-    from . import storage
-
-    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
-    print(summary(run_evaluate(cfg)))
+    _stage(_config(config, set, out), lambda cfg: print(summary(run_evaluate(cfg))), with_ray=False)
 
 
 @app.command()

@@ -23,19 +23,22 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def start(cfg: RunConfig) -> None:
-    """Create the run directory, record the resolved config and connect to Ray."""
-    from . import storage as st
+def start(cfg: RunConfig, *, with_ray: bool = True) -> None:
+    """Create the run directory, record the resolved config and (optionally) connect to Ray.
 
-    st.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
-    st.makedirs(cfg.out_dir)
+    ``prepare`` and ``evaluate`` are plain pandas / scikit-learn and need no Ray.
+    """
+    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
+    storage.makedirs(cfg.out_dir)
     save_config(cfg, cfg.path("config.yaml"))
-    mode = init_ray(cfg)
-    import ray
+    where = ""
+    if with_ray:
+        import ray
 
-    cpus = ray.cluster_resources().get("CPU", 0)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    _say(f"methray: run {cfg.run_name!r} -> {cfg.out_dir} (Ray {mode}: {cpus:g} CPU, {gpus:g} GPU)")
+        mode = init_ray(cfg)
+        res = ray.cluster_resources()
+        where = f" (Ray {mode}: {res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU)"
+    _say(f"methray: run {cfg.run_name!r} -> {cfg.out_dir}{where}")
 
 
 def run_prepare(cfg: RunConfig) -> None:
@@ -96,8 +99,9 @@ def summary(table: pd.DataFrame) -> str:
 def run_pipeline(cfg: RunConfig) -> pd.DataFrame:
     """All stages; prints a summary and returns the metric table."""
     t = time.perf_counter()
-    start(cfg)
+    start(cfg, with_ray=False)
     run_prepare(cfg)
+    init_ray(cfg)
     run_train(cfg)
     run_score(cfg)
     table = run_evaluate(cfg)
