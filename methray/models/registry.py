@@ -40,6 +40,9 @@ class ModelInfo:
         Short citation.
     methylation : bool
         Whether the model is meant for the per-CpG methylation task by default.
+    extra : dict
+        ``{"example": {...}}`` for non-sequence models: constructor arguments used by
+        :func:`model_table` (e.g. ``n_cpgs=100`` for ``deepmethygene``).
     """
 
     name: str
