@@ -22,6 +22,10 @@ class DanQ(nn.Module):
     Input is 1000 bp (``WindowSpec(1000)``); the 919 outputs are DeepSEA's chromatin
     features (logits; the ``multilabel`` task head applies the sigmoid).
 
+    PyTorch's LSTM has two bias vectors per gate where Keras (the published code) has one,
+    so this model has 2 x 1280 = 2,560 parameters more than the original (46,929,039 vs
+    46,926,479); the function is the same.
+
     Layers (defaults, shapes for one window, "valid" convolution):
 
     ======================  ===============================  ==========
