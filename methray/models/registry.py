@@ -40,6 +40,9 @@ class ModelInfo:
         Short citation.
     methylation : bool
         Whether the model is meant for the per-CpG methylation task by default.
+    extra : dict
+        ``{"example": {...}}`` for non-sequence models: constructor arguments used by
+        :func:`model_table` (e.g. ``n_cpgs=100`` for ``deepmethygene``).
     """
 
     name: str
@@ -62,12 +65,19 @@ def register(
     paper: str,
     exclude_cpg: bool = False,
     methylation: bool = True,
+    example: dict | None = None,
 ) -> Callable[[type], type]:
-    """Class decorator that registers a model under ``name``."""
+    """Class decorator that registers a model under ``name``.
+
+    ``window_length=None`` marks a non-sequence model; its required constructor arguments
+    are then passed to :func:`build` as keyword arguments, and ``example`` gives values for
+    them that :func:`model_table` uses (e.g. ``{"n_cpgs": 100}``).
+    """
 
     def deco(cls: type) -> type:
         window = WindowSpec(window_length, exclude_cpg) if window_length else None
-        _REGISTRY[name] = ModelInfo(name, cls, window, n_outputs, paper, methylation)
+        extra = {"example": dict(example)} if example else {}
+        _REGISTRY[name] = ModelInfo(name, cls, window, n_outputs, paper, methylation, extra)
         return cls
 
     return deco
@@ -98,6 +108,48 @@ def build(name: str, *, window_length: int | None = None, n_outputs: int | None 
         return info.cls(**args)
     except TypeError as exc:
         raise MethrayError(f"model {name!r}: bad override ({exc})") from exc
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters of ``model`` (shared parameters counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_table() -> list[dict]:
+    """One row per registered model, sorted by name, for ``methray models``.
+
+    Each model is built with its defaults (a non-sequence model with its registered
+    ``example`` arguments) on the ``meta`` device, so no weights are allocated.
+
+    Returns
+    -------
+    list[dict]
+        Keys: ``name``; ``window`` (window length in bp, or ``"-"``); ``exclude_cpg``;
+        ``n_outputs``; ``task`` (``methylation`` or ``multilabel``, the default task);
+        ``parameters`` (int); ``example`` (the arguments used to build a non-sequence model,
+        e.g. ``"n_cpgs=100"``, else ``""``); ``paper`` (citation).
+    """
+    import torch
+
+    rows = []
+    for name in names():
+        info = get(name)
+        example = info.extra.get("example", {})
+        with torch.device("meta"):
+            model = build(name, **example)
+        rows.append(
+            {
+                "name": name,
+                "window": info.window.length if info.window is not None else "-",
+                "exclude_cpg": bool(info.window is not None and info.window.exclude_cpg),
+                "n_outputs": info.n_outputs,
+                "task": "methylation" if info.methylation else "multilabel",
+                "parameters": n_parameters(model),
+                "example": ", ".join(f"{k}={v}" for k, v in example.items()),
+                "paper": info.paper,
+            }
+        )
+    return rows
 
 
 def _load_all() -> None:
