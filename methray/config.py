@@ -67,6 +67,7 @@ class TrainConfig(_Section):
     use_gpu: bool | Literal["auto"] = "auto"
     max_train_sites: int | None = Field(None, ge=1, description="cap on training sites (evenly spaced), for quick runs")
     shuffle_buffer: int = Field(20000, ge=0)
+    rc_augment: bool = Field(False, description="train on a random half of windows reverse-complemented")
     seed: int = 0
 
 

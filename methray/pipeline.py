@@ -60,8 +60,6 @@ def run_train(cfg: RunConfig) -> None:
     from .train import train
 
     res = train(cfg)
-    for h in res.history:
-        _say(f"train {cfg.model.name} epoch {int(h['epoch'])}: train_loss {h['train_loss']:.4f} val_loss {h['val_loss']:.4f} ({h['seconds']:.0f} s)")
     with storage.atomic_write(cfg.path("train_history.tsv")) as fh:
         pd.DataFrame(res.history).to_csv(fh, sep="\t", index=False)
     _say(f"train: {res.n_train:,} train / {res.n_val:,} val sites; best val MSE {res.best_val_loss:.4f}; checkpoint {res.checkpoint_dir} ({res.seconds:.0f} s)")

@@ -136,3 +136,17 @@ def download(remote: str, local: str | os.PathLike) -> None:
     fs, p = filesystem(remote)
     with atomic_path(local) as tmp:
         fs.get_file(p, tmp)
+
+
+def arrow_filesystem(path: str):
+    """A pyarrow filesystem for ``path`` (for Ray Train's ``storage_filesystem``), or None locally.
+
+    Remote paths use the fsspec filesystem configured here (endpoint, region), wrapped for
+    pyarrow, so Ray Train writes checkpoints to the same store with the same settings.
+    """
+    if not is_remote(path):
+        return None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, _ = filesystem(path)
+    return PyFileSystem(FSSpecHandler(fs))

@@ -16,12 +16,12 @@ reserves the workers' CPUs, and a lazy pipeline could then starve (see the Ray n
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,7 +32,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import models, storage, tasks
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .encoding import WindowSpec
 from .windows import window_dataset
 
@@ -61,6 +61,17 @@ def model_window(cfg: RunConfig) -> WindowSpec:
     return WindowSpec(cfg.model.window_length or info.window.length, info.window.exclude_cpg)
 
 
+def reverse_complement(x: torch.Tensor) -> torch.Tensor:
+    """Reverse complement of one-hot windows ``(N, L, 4)`` (A, C, G, T order): flip L and the bases."""
+    return x.flip(dims=(1, 2))
+
+
+def random_reverse_complement(x: torch.Tensor) -> torch.Tensor:
+    """Replace a random half of the windows by their reverse complement (training augmentation)."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip[:, None, None], reverse_complement(x), x)
+
+
 def _all_reduce_sum(values: list[float]) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -86,7 +97,6 @@ def train_loop_per_worker(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     best, stale = math.inf, 0
-    history: list[dict] = []
     rank = ray.train.get_context().get_world_rank()
     for epoch in range(1, config["epochs"] + 1):
         start = time.perf_counter()
@@ -95,6 +105,8 @@ def train_loop_per_worker(config: dict) -> None:
         for x, y in train_shard.iter_torch_batches(
             batch_size=config["batch_size"], collate_fn=collate, local_shuffle_buffer_size=config["shuffle_buffer"] or None
         ):
+            if config["rc_augment"]:
+                x = random_reverse_complement(x)
             optimizer.zero_grad(set_to_none=True)
             loss = tasks.loss(task, model(x), y)
             loss.backward()
@@ -113,8 +125,6 @@ def train_loop_per_worker(config: dict) -> None:
         improved = val_loss < best
         best, stale = (val_loss, 0) if improved else (best, stale + 1)
         metrics["best_val_loss"] = best
-        history.append(dict(metrics))
-        metrics["history"] = json.dumps(history)  # the whole curve reaches the driver with the last report
         if improved and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 net = model.module if hasattr(model, "module") else model
@@ -126,8 +136,150 @@ def train_loop_per_worker(config: dict) -> None:
             break
 
 
+class _Progress(ray.train.UserCallback):
+    """Forwards each epoch's metrics from the Ray Train controller to the driver."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def after_report(self, run_context, metrics, checkpoint):
+        if metrics:
+            self.queue.put_nowait(dict(metrics[0]))
+
+
+def _follow_progress(queue, label: str, stop: threading.Event, history: list[dict], echo: bool) -> None:
+    from ray.util.queue import Empty
+
+    while not stop.is_set() or not queue.empty():
+        try:
+            m = queue.get(timeout=0.5)
+        except Empty:
+            continue
+        history.append(m)
+        if echo:
+            print(f"train {label} epoch {m['epoch']}: train_loss {m['train_loss']:.4f} val_loss {m['val_loss']:.4f} ({m['seconds']:.0f} s, {m['samples'] / max(m['seconds'], 1e-9):,.0f} samples/s)", flush=True)
+
+
+def fit(
+    train_ds: "ray.data.Dataset",
+    val_ds: "ray.data.Dataset",
+    *,
+    meta: dict,
+    train_cfg: TrainConfig,
+    name: str,
+    storage_path: str,
+    checkpoint_dir: str,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a registered model on datasets of encoded windows with ``TorchTrainer``.
+
+    Parameters
+    ----------
+    train_ds, val_ds
+        Ray Datasets with ``x`` ``(L, 4) uint8`` one-hot windows and ``y`` targets
+        (``float32`` scalar for methylation, ``(K,)`` 0/1 for multilabel). Materialised here.
+    meta
+        Checkpoint metadata: ``model``, ``task``, ``window_length``, ``exclude_cpg``,
+        ``n_outputs``, ``params`` (constructor overrides) and anything else to record.
+    train_cfg
+        The ``train`` config section (epochs, batch size, lr, patience, workers, GPU, ...).
+    name
+        Ray Train run name (a folder under ``storage_path``).
+    storage_path
+        Ray Train storage (local folder or ``s3://``).
+    checkpoint_dir
+        Where the best checkpoint is published (local or ``s3://``).
+    progress
+        Print one line per epoch as it finishes.
+
+    Returns
+    -------
+    TrainResult
+    """
+    from ray.train import CheckpointConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
+
+    from .errors import MethrayError
+
+    start = time.perf_counter()
+    train_ds, val_ds = train_ds.materialize(), val_ds.materialize()
+    n_train, n_val = train_ds.count(), val_ds.count()
+    if n_train == 0 or n_val == 0:
+        raise MethrayError(f"no {'training' if n_train == 0 else 'validation'} windows; check the split section")
+    use_gpu = train_cfg.use_gpu if train_cfg.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= 1
+    loop_config = {
+        "model": meta["model"],
+        "task": meta["task"],
+        "window_length": meta["window_length"],
+        "n_outputs": meta["n_outputs"],
+        "params": meta.get("params", {}),
+        "epochs": train_cfg.epochs,
+        "batch_size": train_cfg.batch_size,
+        "lr": train_cfg.lr,
+        "patience": train_cfg.patience,
+        "shuffle_buffer": train_cfg.shuffle_buffer,
+        "rc_augment": train_cfg.rc_augment,
+        "seed": train_cfg.seed,
+        "threads": max(1, int(train_cfg.cpus_per_worker)),
+        "meta": meta,
+    }
+    if not storage.is_remote(storage_path):
+        storage_path = os.path.abspath(storage_path)
+    queue = Queue(actor_options={"num_cpus": 0})  # epoch metrics, controller -> driver
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=train_cfg.num_workers,
+            use_gpu=bool(use_gpu),
+            resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        datasets={"train": train_ds, "val": val_ds},
+        run_config=RayRunConfig(
+            name=name,
+            # With an explicit filesystem, Ray wants the path without its scheme.
+            storage_path=storage.filesystem(storage_path)[1] if storage.is_remote(storage_path) else storage_path,
+            storage_filesystem=storage.arrow_filesystem(storage_path),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            callbacks=[_Progress(queue)],
+        ),
+    )
+    stop, history = threading.Event(), []
+    follower = threading.Thread(target=_follow_progress, args=(queue, meta["model"], stop, history, progress), daemon=True)
+    follower.start()
+    try:
+        result = trainer.fit()
+    finally:
+        stop.set()
+        follower.join(timeout=10)
+        queue.shutdown()
+    if result.checkpoint is None:
+        raise MethrayError("training produced no checkpoint (no epoch finished)")
+    publish_checkpoint(result.checkpoint, checkpoint_dir)
+    best = min(h["val_loss"] for h in history) if history else float("nan")
+    return TrainResult(checkpoint_dir, history, best, n_train, n_val, time.perf_counter() - start)
+
+
+def checkpoint_meta(cfg: RunConfig, spec: WindowSpec, **extra) -> dict:
+    """Checkpoint metadata for the configured model (see :mod:`methray.checkpoint`)."""
+    info = models.get(cfg.model.name)
+    n_outputs = cfg.model.n_outputs or (1 if cfg.model.task == "methylation" else info.n_outputs)
+    return {
+        "model": cfg.model.name,
+        "task": cfg.model.task,
+        "window_length": spec.length,
+        "exclude_cpg": spec.exclude_cpg,
+        "n_outputs": n_outputs,
+        "params": cfg.model.params,
+        "genome": cfg.genome,
+        "run_name": cfg.run_name,
+        **extra,
+    }
+
+
 def train(cfg: RunConfig) -> TrainResult:
-    """Train ``cfg.model`` on the run's CpG table and keep the best checkpoint.
+    """Train ``cfg.model`` on the first tissue's CpG table and keep the best checkpoint.
 
     Returns
     -------
@@ -139,12 +291,8 @@ def train(cfg: RunConfig) -> TrainResult:
     MethrayError
         Unknown model, a split gap smaller than the window, or no training / validation data.
     """
-    from ray.train import CheckpointConfig, RunConfig as RayRunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     from .errors import MethrayError
 
-    start = time.perf_counter()
     spec = model_window(cfg)
     if cfg.split.gap_bp < spec.length:
         raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the {cfg.model.name} window ({spec.length} bp): train and test windows could overlap")
@@ -157,68 +305,15 @@ def train(cfg: RunConfig) -> TrainResult:
         n_all = train_ds.count()
         if n_all > cfg.train.max_train_sites:
             train_ds = train_ds.random_sample(cfg.train.max_train_sites / n_all, seed=cfg.train.seed)
-    train_ds, val_ds = train_ds.materialize(), val_ds.materialize()
-    n_train, n_val = train_ds.count(), val_ds.count()
-    if n_train == 0 or n_val == 0:
-        raise MethrayError(f"no {'training' if n_train == 0 else 'validation'} sites for tissue {tissue!r}; check the split section")
-    use_gpu = cfg.train.use_gpu if cfg.train.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= 1
-    info = models.get(cfg.model.name)
-    n_outputs = cfg.model.n_outputs or (1 if cfg.model.task == "methylation" else info.n_outputs)
-    meta = {
-        "model": cfg.model.name,
-        "task": cfg.model.task,
-        "window_length": spec.length,
-        "exclude_cpg": spec.exclude_cpg,
-        "n_outputs": n_outputs,
-        "params": cfg.model.params,
-        "tissue": tissue,
-        "genome": cfg.genome,
-        "run_name": cfg.run_name,
-    }
-    loop_config = {
-        "model": cfg.model.name,
-        "task": cfg.model.task,
-        "window_length": spec.length,
-        "n_outputs": n_outputs,
-        "params": cfg.model.params,
-        "epochs": cfg.train.epochs,
-        "batch_size": cfg.train.batch_size,
-        "lr": cfg.train.lr,
-        "patience": cfg.train.patience,
-        "shuffle_buffer": cfg.train.shuffle_buffer,
-        "seed": cfg.train.seed,
-        "threads": max(1, int(cfg.train.cpus_per_worker)),
-        "meta": meta,
-    }
-    storage_path = cfg.path("ray_train")
-    if not storage.is_remote(storage_path):
-        storage_path = os.path.abspath(storage_path)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(
-            num_workers=cfg.train.num_workers,
-            use_gpu=bool(use_gpu),
-            resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
-        ),
-        datasets={"train": train_ds, "val": val_ds},
-        run_config=RayRunConfig(
-            name=f"{cfg.run_name}-{cfg.model.name}",
-            storage_path=storage_path,
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-        ),
+    return fit(
+        train_ds,
+        val_ds,
+        meta=checkpoint_meta(cfg, spec, tissue=tissue),
+        train_cfg=cfg.train,
+        name=f"{cfg.run_name}-{cfg.model.name}",
+        storage_path=cfg.path("ray_train"),
+        checkpoint_dir=cfg.checkpoint_dir,
     )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise MethrayError("training produced no checkpoint (no epoch finished)")
-    history = _history(result)
-    publish_checkpoint(result.checkpoint, cfg.checkpoint_dir)
-    best = min(h["val_loss"] for h in history) if history else float("nan")
-    return TrainResult(cfg.checkpoint_dir, history, best, n_train, n_val, time.perf_counter() - start)
-
-
-def _history(result) -> list[dict]:
-    return json.loads(result.metrics["history"]) if result.metrics and "history" in result.metrics else []
 
 
 def publish_checkpoint(checkpoint: "ray.train.Checkpoint", target: str) -> None:

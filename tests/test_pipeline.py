@@ -1,0 +1,64 @@
+"""End to end on a slice of the real data: prepare -> train (1 epoch) -> score -> evaluate."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from methray.config import load_config
+from methray.metrics import COLUMNS
+from methray.pipeline import run_pipeline
+
+from conftest import slice_config
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def demo_run(ray_session, imr90_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config(data=slice_config(out, imr90_slice))
+    table = run_pipeline(cfg)
+    return cfg, table
+
+
+def test_run_directory_holds_every_output(demo_run):
+    cfg, _ = demo_run
+    out = cfg.out_dir
+    for name in ("config.yaml", "metrics.tsv", "metrics.parquet", "imr90.mrcnn.bedGraph", "imr90.cpg_density.bedGraph",
+                 "checkpoint/model.pt", "checkpoint/meta.json", "train_history.tsv", "prepare_report.json", "split_regions.tsv"):
+        assert Path(out, name).exists(), name
+    resolved = load_config(str(Path(out, "config.yaml")))
+    assert resolved.reference == cfg.reference and resolved.tissues[0].path == cfg.tissues[0].path
+
+
+def test_bedgraph_sorted_parseable_and_in_unit_interval(demo_run):
+    cfg, _ = demo_run
+    path = f"{cfg.out_dir}/imr90.mrcnn.bedGraph"
+    with open(path) as fh:
+        header = fh.readline()
+    assert header.startswith("track type=bedGraph") and 'name="imr90 mrcnn"' in header
+    bg = pd.read_csv(path, sep="\t", skiprows=1, header=None, names=["chrom", "start", "end", "value"])
+    assert len(bg) > 500
+    assert (bg["chrom"] == "chr22").all()
+    assert (np.diff(bg["start"]) > 0).all()  # sorted, one row per CpG
+    assert (bg["end"] - bg["start"] == 1).all()
+    assert bg["value"].between(0, 1).all()
+    held_out = pd.read_parquet(f"{cfg.out_dir}/predictions/imr90.mrcnn.parquet")
+    assert set(held_out["split"]) == {"test"} and len(held_out) == len(bg)
+
+
+def test_metric_table_columns_present_and_finite(demo_run):
+    cfg, table = demo_run
+    assert list(table.columns) == COLUMNS
+    assert set(table["model"]) == {"mrcnn", "cpg_density"}
+    assert set(table["subset"]) == {"all", "cgi", "non_cgi"}
+    overall = table[table["subset"] == "all"]
+    for col in ("n", "rmse", "mae", "pearson_r", "spearman_rho", "accuracy", "auroc"):
+        assert np.isfinite(overall[col].astype(float)).all(), col
+    assert (overall["n"] > 500).all()
+    disk = pd.read_csv(f"{cfg.out_dir}/metrics.tsv", sep="\t")
+    assert disk.shape == table.shape
+    history = pd.read_csv(f"{cfg.out_dir}/train_history.tsv", sep="\t")
+    assert history["epoch"].tolist() == [1] and np.isfinite(history["val_loss"]).all()
