@@ -56,10 +56,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
-from .encoding import MAX_FLANK, N_CODE, WindowSpec
+from .encoding import MAX_FLANK, WindowSpec, n_runs
 from .errors import MethrayError
 from .genome import Reference
-from .io.bed import IntervalIndex, load_islands
+from .io.bed import IntervalIndex, covered_bp, load_islands
 
 DEFAULT_WINDOW = WindowSpec(1001, exclude_cpg=False)
 """The window whose N content flags a site: 1001 bp centred on the C (the largest model window)."""
@@ -174,11 +174,10 @@ def find_cpgs(codes: np.ndarray) -> np.ndarray:
 def window_n_counts(padded_codes: np.ndarray, positions: np.ndarray, spec: WindowSpec) -> np.ndarray:
     """Number of N (non-ACGT) bases in each site's window, without gathering the windows.
 
-    Uses the cumulative N count ``F(x)`` = number of N codes before padded coordinate ``x``:
-    a window segment ``[a, b)`` holds ``F(b) - F(a)`` N bases. ``F`` is evaluated from the runs
-    of N (start, length, and N count before the run) rather than stored as a per-base cumulative
-    sum, so memory is O(runs + sites) instead of an int array as long as the contig (1 GB for
-    chr1). Equal to ``(gather_windows(padded_codes, positions, spec) == N_CODE).sum(1)``.
+    Each contiguous segment of the window counts the bases it shares with the runs of N
+    (:func:`~methray.encoding.n_runs`, :func:`~methray.io.bed.covered_bp`), so memory is
+    O(runs + sites) instead of an integer per base (1 GB for chr1). Equal to
+    ``(gather_windows(padded_codes, positions, spec) == N_CODE).sum(1)``.
 
     Parameters
     ----------
@@ -195,26 +194,13 @@ def window_n_counts(padded_codes: np.ndarray, positions: np.ndarray, spec: Windo
     np.ndarray
         ``(n,) int64`` counts in ``[0, spec.length]``.
     """
-    is_n = np.asarray(padded_codes) == N_CODE
-    # The padding makes the first and last code N, so changes alternate N->base, base->N.
-    edges = np.flatnonzero(is_n[1:] != is_n[:-1]) + 1
-    if not (is_n[0] and is_n[-1]):
-        raise ValueError("padded_codes must start and end with N padding")
-    run_starts = np.concatenate([[0], edges[1::2]]).astype(np.int64)
-    run_ends = np.concatenate([edges[0::2], [is_n.size]]).astype(np.int64)
-    run_lens = run_ends - run_starts
-    n_before = np.concatenate([[0], np.cumsum(run_lens)[:-1]])
-
-    def cum_n(x: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(run_starts, x, side="right") - 1  # run starting at or before x
-        return n_before[k] + np.minimum(x - run_starts[k], run_lens[k])
-
+    run_starts, run_ends = n_runs(padded_codes)
     offsets = spec.offsets()
     breaks = np.flatnonzero(np.diff(offsets) != 1) + 1
     centre = np.asarray(positions, dtype=np.int64) + MAX_FLANK
     counts = np.zeros(centre.shape, dtype=np.int64)
     for seg in np.split(offsets, breaks):  # 1 segment, or 2 when the CpG is left out
-        counts += cum_n(centre + seg[-1] + 1) - cum_n(centre + seg[0])
+        counts += covered_bp(run_starts, run_ends, centre + seg[0], centre + seg[-1] + 1)
     return counts
 
 

@@ -161,3 +161,15 @@ def window_content(codes: np.ndarray) -> dict[str, np.ndarray]:
         "gc_fraction": gc.astype(np.float32),
         "n_fraction": (is_n.sum(axis=1) / codes.shape[1]).astype(np.float32),
     }
+
+
+def n_runs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of N (code 4) in a code array as half-open ``(starts, ends)``, ``int64``.
+
+    Counting N bases inside many windows from the runs (with
+    :func:`methray.io.bed.covered_bp`) needs memory proportional to the number of runs, not
+    an integer per base (a per-base cumulative count of chr1 would take 1-2 GB).
+    """
+    edges = np.diff(np.asarray(codes) == N_CODE, prepend=False, append=False).astype(np.int8)
+    changes = np.flatnonzero(edges)
+    return changes[0::2].astype(np.int64), changes[1::2].astype(np.int64)

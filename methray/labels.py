@@ -62,10 +62,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
-from .encoding import N_CODE
+from .encoding import n_runs
 from .errors import MethrayError
 from .genome import Reference
-from .io.bed import read_bed
+from .io.bed import covered_bp, merge_intervals, read_bed
 
 WINDOWS_FILE = "windows.parquet"
 CLASSES_FILE = "classes.json"
@@ -290,49 +290,11 @@ def point_windows(points: np.ndarray, n_windows: int, stride: int, span: int) ->
     return window, np.repeat(np.arange(len(p), dtype=np.int64), k)
 
 
-def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of half-open intervals as sorted, disjoint ``(starts, ends)`` (``int64``)."""
-    s = np.asarray(starts, dtype=np.int64)
-    e = np.asarray(ends, dtype=np.int64)
-    keep = e > s
-    s, e = s[keep], e[keep]
-    if s.size == 0:
-        return s, e
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
-    reach = np.maximum.accumulate(e)
-    new = np.concatenate([[True], s[1:] > reach[:-1]])
-    idx = np.flatnonzero(new)
-    return s[idx], np.maximum.reduceat(e, idx)
-
-
-def covered_bp(starts: np.ndarray, ends: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Bases of ``[lo, hi)`` covered by disjoint sorted intervals ``[starts, ends)``.
-
-    Returns
-    -------
-    np.ndarray
-        ``(len(lo),) int64``.
-    """
-    lengths = ends - starts
-    cum = np.concatenate([[0], np.cumsum(lengths)])
-
-    def upto(x):  # covered bases in [0, x)
-        j = np.searchsorted(starts, x, side="right")  # intervals starting at or before x
-        out = np.zeros(len(x), dtype=np.int64)
-        ok = j > 0
-        jj = j[ok] - 1
-        out[ok] = cum[jj] + np.clip(x[ok] - starts[jj], 0, lengths[jj])
-        return out
-
-    return upto(np.asarray(hi, dtype=np.int64)) - upto(np.asarray(lo, dtype=np.int64))
-
-
 def n_counts(codes: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """Number of N codes in each window ``[s, s + length)`` via a cumulative sum, ``(n,) int64``."""
-    cs = np.zeros(len(codes) + 1, dtype=np.uint32)
-    np.cumsum(codes == N_CODE, dtype=np.uint32, out=cs[1:])
-    return cs[starts + length].astype(np.int64) - cs[starts].astype(np.int64)
+    """Number of N codes in each window ``[s, s + length)``, ``(n,) int64`` (from the runs of N)."""
+    run_starts, run_ends = n_runs(codes)
+    starts = np.asarray(starts, dtype=np.int64)
+    return covered_bp(run_starts, run_ends, starts, starts + length)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,11 +7,9 @@ import pytest
 
 from methray.errors import MethrayError
 from methray.genome import Reference
-from methray.io.bed import read_bed
+from methray.io.bed import covered_bp, merge_intervals, read_bed
 from methray.labels import (
     build_labels,
-    covered_bp,
-    merge_intervals,
     point_windows,
     read_labels,
     split_windows,

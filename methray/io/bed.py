@@ -55,7 +55,7 @@ class IntervalIndex:
     def __init__(self, intervals: pd.DataFrame):
         self._by_chrom: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for chrom, grp in intervals.groupby("chrom", sort=False):
-            starts, ends = _merge(grp["start"].to_numpy(np.int64), grp["end"].to_numpy(np.int64))
+            starts, ends = merge_intervals(grp["start"].to_numpy(np.int64), grp["end"].to_numpy(np.int64))
             self._by_chrom[str(chrom)] = (starts, ends)
 
     def contains(self, chrom: str, positions: np.ndarray) -> np.ndarray:
@@ -80,18 +80,42 @@ class IntervalIndex:
         return out
 
 
-def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge overlapping intervals; returns sorted, disjoint ``(starts, ends)``."""
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    out_s, out_e = [], []
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        if out_e and s <= out_e[-1]:
-            out_e[-1] = max(out_e[-1], e)
-        else:
-            out_s.append(s)
-            out_e.append(e)
-    return np.array(out_s, dtype=np.int64), np.array(out_e, dtype=np.int64)
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of half-open intervals as sorted, disjoint ``(starts, ends)`` (``int64``)."""
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    keep = e > s
+    s, e = s[keep], e[keep]
+    if s.size == 0:
+        return s, e
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    reach = np.maximum.accumulate(e)
+    new = np.concatenate([[True], s[1:] > reach[:-1]])
+    idx = np.flatnonzero(new)
+    return s[idx], np.maximum.reduceat(e, idx)
+
+
+def covered_bp(starts: np.ndarray, ends: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Bases of ``[lo, hi)`` covered by disjoint sorted intervals ``[starts, ends)``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(len(lo),) int64``.
+    """
+    lengths = ends - starts
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+
+    def upto(x):  # covered bases in [0, x)
+        j = np.searchsorted(starts, x, side="right")  # intervals starting at or before x
+        out = np.zeros(len(x), dtype=np.int64)
+        ok = j > 0
+        jj = j[ok] - 1
+        out[ok] = cum[jj] + np.clip(x[ok] - starts[jj], 0, lengths[jj])
+        return out
+
+    return upto(np.asarray(hi, dtype=np.int64)) - upto(np.asarray(lo, dtype=np.int64))
 
 
 def load_islands(path: str | None) -> IntervalIndex:
