@@ -203,7 +203,10 @@ def fit(
     from .errors import MethrayError
 
     start = time.perf_counter()
-    train_ds, val_ds = train_ds.materialize(), val_ds.materialize()
+    # The CpG table is in genomic order; shuffling its blocks (plus the local shuffle buffer
+    # in the loop) mixes regions within every batch without a full global shuffle.
+    train_ds = train_ds.randomize_block_order(seed=train_cfg.seed).materialize()
+    val_ds = val_ds.materialize()
     n_train, n_val = train_ds.count(), val_ds.count()
     if n_train == 0 or n_val == 0:
         raise MethrayError(f"no {'training' if n_train == 0 else 'validation'} windows; check the split section")
