@@ -105,17 +105,9 @@ def demo(
 @app.command("models")
 def list_models():
     """List the registered models: window, outputs, parameters, paper."""
-    from .models import registry
+    from .models.registry import model_table
 
-    rows = registry.model_table() if hasattr(registry, "model_table") else None
-    if rows is None:
-        from .models import build, get, names
-
-        rows = []
-        for name in names():
-            info = get(name)
-            n = sum(p.numel() for p in build(name).parameters())
-            rows.append({"name": name, "window": info.window.length if info.window else "-", "n_outputs": info.n_outputs, "parameters": n, "paper": info.paper})
+    rows = model_table()
     typer.echo(f"{'name':<22}{'window':>8}{'outputs':>9}{'parameters':>13}  paper")
     for r in rows:
         typer.echo(f"{r['name']:<22}{str(r['window']):>8}{r['n_outputs']:>9}{r['parameters']:>13,}  {r['paper']}")
