@@ -143,22 +143,13 @@ def _resolve(path: str | None, base: str) -> str | None:
     return os.path.normpath(os.path.join(base, path))
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> RunConfig:
-    """Load and validate a run config.
-
-    Parameters
-    ----------
-    path
-        YAML file (local or ``s3://``); or None with ``data``.
-    overrides
-        ``section.key=value`` strings; values are parsed as YAML (``train.epochs=2``).
-    data
-        A config as a dict (used instead of reading ``path``).
+def read_config_data(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> dict:
+    """A config's raw mapping: the YAML file (or ``data``) with ``--set`` overrides applied.
 
     Raises
     ------
     MethrayError
-        Missing file, YAML syntax error, or a key that is unknown / of the wrong type.
+        Missing file, YAML syntax error, or an override that is not ``section.key=value``.
     """
     if data is None:
         if path is None:
@@ -177,12 +168,37 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, dat
             raise MethrayError(f"--set {item!r}: expected section.key=value")
         key, value = item.split("=", 1)
         _set_dotted(data, key.strip(), yaml.safe_load(value))
+    return data
+
+
+def validate_config(model: type[BaseModel], data: dict, source: str | None = None):
+    """``model.model_validate(data)``, with the first error as a one-line :class:`MethrayError`."""
     try:
-        cfg = RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise MethrayError(f"{path or 'config'}: {loc}: {err['msg']}") from None
+        raise MethrayError(f"{source or 'config'}: {loc}: {err['msg']}") from None
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> RunConfig:
+    """Load and validate a run config.
+
+    Parameters
+    ----------
+    path
+        YAML file (local or ``s3://``); or None with ``data``.
+    overrides
+        ``section.key=value`` strings; values are parsed as YAML (``train.epochs=2``).
+    data
+        A config as a dict (used instead of reading ``path``).
+
+    Raises
+    ------
+    MethrayError
+        Missing file, YAML syntax error, or a key that is unknown / of the wrong type.
+    """
+    cfg = validate_config(RunConfig, read_config_data(path, overrides, data), path)
     base = cfg.data_dir
     cfg.reference = _resolve(cfg.reference, base)
     cfg.cpg_islands = _resolve(cfg.cpg_islands, base)
