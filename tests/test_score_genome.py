@@ -78,7 +78,7 @@ def full_run(ray_session, ckpts, tmp_path_factory):
 def test_outputs_sorted_tracks_tables(full_run):
     cfg, res = full_run
     prefix = Path(cfg.out_dir) / "t" / "2025-01-02"
-    assert res.prefix == str(prefix) and res.n_shards == 10 and res.scored == res.cpgs - res.excluded > 5000
+    assert res.prefix == str(prefix) and res.n_shards == 11 and res.scored == res.cpgs - res.excluded > 5000
     beds = {}
     for tissue in ("imr90", "saliva"):
         bg = prefix / f"{tissue}.mrcnn.bedGraph"
