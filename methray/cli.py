@@ -102,6 +102,40 @@ def demo(
     run_pipeline(_config(packaged_config("demo"), overrides, out))
 
 
+@app.command()
+def cpgs(
+    reference: Annotated[str, typer.Option("--reference", "-r", help="Reference FASTA (indexed), local or s3://.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory for the CpG table.")],
+    cpg_islands: Annotated[Optional[str], typer.Option("--cpg-islands", help="CpG island BED (sets in_cpg_island).")] = None,
+    max_n_fraction: Annotated[float, typer.Option("--max-n-fraction", help="Flag CpGs whose 1001 bp window has more N than this.")] = 0.5,
+    chrom: Annotated[Optional[list[str]], typer.Option("--chrom", help="Enumerate only this contig (repeatable).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing table.")] = False,
+):
+    """Enumerate every CpG of a reference into a Parquet table (partitioned by chrom)."""
+    from .cpgs import enumerate_cpgs
+
+    s = enumerate_cpgs(reference, out, cpg_islands=cpg_islands, max_n_fraction=max_n_fraction, chroms=chrom or None, overwrite=overwrite)
+    typer.echo(f"cpgs: {s.total:,} CpGs on {len(s.per_chrom)} contig(s); {s.in_islands:,} in CpG islands; "
+               f"{s.excluded:,} excluded (window > {s.max_n_fraction:g} N) -> {s.out_dir} ({s.seconds:.1f} s)")
+    for c, n in s.per_chrom.items():
+        if n.cpgs:
+            typer.echo(f"  {c}: {n.cpgs:,} CpGs, {n.in_islands:,} in islands, {n.excluded:,} excluded")
+
+
+@app.command("score-genome")
+def score_genome(
+    config: ConfigOpt,
+    date: Annotated[Optional[str], typer.Option("--date", help="YYYY-MM-DD: outputs under <out_dir>/<run_name>/<date>/ (reruns resume).")] = None,
+    set: SetOpt = None,
+):
+    """Score every CpG for every (tissue, model) of a tissue set; resumable; tracks + metric tables."""
+    from .score_genome import score_genome as run, summary_text
+    from .tissue_set import check_date, load_tissue_set
+
+    cfg = load_tissue_set(str(config), list(set or []))
+    typer.echo(summary_text(run(cfg, check_date(date))))
+
+
 @app.command("models")
 def list_models():
     """List the registered models: window, outputs, parameters, paper."""

@@ -140,7 +140,47 @@ def _set_dotted(data: dict, key: str, value) -> None:
 def _resolve(path: str | None, base: str) -> str | None:
     if path is None or storage.is_remote(path) or os.path.isabs(path):
         return path
+    if storage.is_remote(base):  # normpath would turn s3://b into s3:/b
+        return storage.join(base, path)
     return os.path.normpath(os.path.join(base, path))
+
+
+def read_config_data(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> dict:
+    """A config's raw mapping: the YAML file (or ``data``) with ``--set`` overrides applied.
+
+    Raises
+    ------
+    MethrayError
+        Missing file, YAML syntax error, or an override that is not ``section.key=value``.
+    """
+    if data is None:
+        if path is None:
+            raise MethrayError("no config given (--config FILE)")
+        if not storage.exists(path):
+            raise MethrayError(f"{path}: config file not found")
+        fs, p = storage.filesystem(path)
+        try:
+            with fs.open(p, "r") as fh:
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise MethrayError(f"{path}: not valid YAML ({exc})") from exc
+    data = dict(data)
+    for item in overrides or []:
+        if "=" not in item:
+            raise MethrayError(f"--set {item!r}: expected section.key=value")
+        key, value = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(value))
+    return data
+
+
+def validate_config(model: type[BaseModel], data: dict, source: str | None = None):
+    """``model.model_validate(data)``, with the first error as a one-line :class:`MethrayError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise MethrayError(f"{source or 'config'}: {loc}: {err['msg']}") from None
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> RunConfig:
@@ -160,29 +200,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, dat
     MethrayError
         Missing file, YAML syntax error, or a key that is unknown / of the wrong type.
     """
-    if data is None:
-        if path is None:
-            raise MethrayError("no config given (--config FILE)")
-        if not storage.exists(path):
-            raise MethrayError(f"{path}: config file not found")
-        fs, p = storage.filesystem(path)
-        try:
-            with fs.open(p, "r") as fh:
-                data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise MethrayError(f"{path}: not valid YAML ({exc})") from exc
-    data = dict(data)
-    for item in overrides or []:
-        if "=" not in item:
-            raise MethrayError(f"--set {item!r}: expected section.key=value")
-        key, value = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(value))
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise MethrayError(f"{path or 'config'}: {loc}: {err['msg']}") from None
+    cfg = validate_config(RunConfig, read_config_data(path, overrides, data), path)
     base = cfg.data_dir
     cfg.reference = _resolve(cfg.reference, base)
     cfg.cpg_islands = _resolve(cfg.cpg_islands, base)
