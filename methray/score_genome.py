@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -290,8 +289,6 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
     dict
         ``{"bedGraph": path, "bigWig": path}``.
     """
-    import pybigtools
-
     with_data = [(s, c) for s, c in zip(shards, counts) if c.scored]
     bg = track_path(prefix, tissue, model, "bedGraph")
     with storage.atomic_write(bg) as fh:
@@ -301,21 +298,11 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
 
     def records():
         for s, _ in with_data:
-            df = read_shard(prefix, tissue, s)
-            values = np.char.mod(f"%.{DIGITS}f", df["beta_pred"].to_numpy(np.float64)).astype(np.float64)
-            pos = df["pos"].to_numpy(np.int64)
-            yield from zip([s.chrom] * len(df), pos.tolist(), (pos + 1).tolist(), values.tolist())
+            yield from tracks.site_records(read_shard(prefix, tissue, s), chrom=s.chrom, digits=DIGITS)
 
     bw = track_path(prefix, tissue, model, "bw")
     present = {s.chrom for s, _ in with_data}
-    with storage.atomic_path(bw) as tmp:
-        named = tmp + ".bw"  # pybigtools picks the writer from the file extension
-        try:
-            pybigtools.open(named, "w").write({c: int(n) for c, n in chrom_sizes.items() if c in present}, records())
-            os.replace(named, tmp)
-        finally:
-            if os.path.exists(named):
-                os.remove(named)
+    tracks.write_bigwig(bw, {c: n for c, n in chrom_sizes.items() if c in present}, records())
     return {"bedGraph": bg, "bigWig": bw}
 
 

@@ -94,7 +94,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             fs.put_file(local, p)
         return
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+    # Keep the extension: some writers (pybigtools, matplotlib) pick the format from it.
+    tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}{Path(target).suffix}"
     try:
         yield tmp
         os.replace(tmp, target)

@@ -78,24 +78,32 @@ def write_bedgraph(
     return len(sites)
 
 
-def write_bigwig(df: pd.DataFrame, path: str, *, chrom_sizes: dict[str, int], value_col: str = "beta_pred", pos_col: str = "pos") -> None:
-    """Write sites as a bigWig (pybigtools), one-base intervals, atomically.
+def site_records(df: pd.DataFrame, chrom: str | None = None, value_col: str = "beta_pred", pos_col: str = "pos", digits: int = 4):
+    """Sorted sites as bigWig records ``(chrom, pos, pos + 1, value)``.
+
+    Values are rounded to ``digits`` decimals as in the bedGraph. ``chrom`` names the contig when ``df`` has no ``chrom`` column.
+    """
+    pos = df[pos_col].to_numpy(np.int64)
+    # Parse the bedGraph's own text so both tracks hold exactly the same numbers.
+    values = np.char.mod(f"%.{digits}f", df[value_col].to_numpy(np.float64)).astype(np.float64)
+    chroms = [chrom] * len(df) if chrom is not None else df["chrom"].tolist()
+    return zip(chroms, pos.tolist(), (pos + 1).tolist(), values.tolist())
+
+
+def write_bigwig(path: str, chrom_sizes: dict[str, int], records) -> None:
+    """Write a bigWig (pybigtools) from sorted records, atomically.
 
     Parameters
     ----------
+    path
+        Output path (local or ``s3://``).
     chrom_sizes
-        Contig lengths, in reference order (only contigs with data are declared).
+        Lengths of the contigs that have records, in reference order.
+    records
+        Iterable of ``(chrom, start, end, value)``, 0-based half-open, sorted by reference
+        order then start (e.g. :func:`site_records`); consumed once, so it may stream.
     """
     import pybigtools
 
-    order = list(chrom_sizes)
-    sites = sort_sites(df, order, pos_col)
-    present = [c for c in order if c in set(sites["chrom"].unique())]
-    records = zip(
-        sites["chrom"].tolist(),
-        sites[pos_col].astype(int).tolist(),
-        (sites[pos_col].astype(int) + 1).tolist(),
-        sites[value_col].astype(float).tolist(),
-    )
     with storage.atomic_path(path) as tmp:
-        pybigtools.open(tmp, "w").write({c: int(chrom_sizes[c]) for c in present}, records)
+        pybigtools.open(tmp, "w").write({c: int(n) for c, n in chrom_sizes.items()}, records)
