@@ -160,6 +160,26 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, dat
     MethrayError
         Missing file, YAML syntax error, or a key that is unknown / of the wrong type.
     """
+    data = read_config_data(path, overrides, data)
+    cfg = validate_config(RunConfig, data, path)
+    base = cfg.data_dir
+    cfg.reference = _resolve(cfg.reference, base)
+    cfg.cpg_islands = _resolve(cfg.cpg_islands, base)
+    for t in cfg.tissues:
+        t.path = _resolve(t.path, base)
+    cfg.out_dir = _resolve(cfg.out_dir, os.getcwd())
+    cfg.data_dir = _resolve(cfg.data_dir, os.getcwd())
+    return cfg
+
+
+def read_config_data(path: str | None, overrides: list[str] | None = None, data: dict | None = None) -> dict:
+    """The YAML file at ``path`` (or ``data``) as a dict, with ``section.key=value`` overrides applied.
+
+    Raises
+    ------
+    MethrayError
+        Missing file, YAML syntax error, a malformed override.
+    """
     if data is None:
         if path is None:
             raise MethrayError("no config given (--config FILE)")
@@ -177,23 +197,20 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, dat
             raise MethrayError(f"--set {item!r}: expected section.key=value")
         key, value = item.split("=", 1)
         _set_dotted(data, key.strip(), yaml.safe_load(value))
+    return data
+
+
+def validate_config(schema: type[BaseModel], data: dict, path: str | None = None):
+    """Validate ``data`` against a pydantic ``schema``; the first error as a :class:`MethrayError`."""
     try:
-        cfg = RunConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise MethrayError(f"{path or 'config'}: {loc}: {err['msg']}") from None
-    base = cfg.data_dir
-    cfg.reference = _resolve(cfg.reference, base)
-    cfg.cpg_islands = _resolve(cfg.cpg_islands, base)
-    for t in cfg.tissues:
-        t.path = _resolve(t.path, base)
-    cfg.out_dir = _resolve(cfg.out_dir, os.getcwd())
-    cfg.data_dir = _resolve(cfg.data_dir, os.getcwd())
-    return cfg
 
 
-def save_config(cfg: RunConfig, path: str) -> None:
+def save_config(cfg: BaseModel, path: str) -> None:
     """Write the resolved config as YAML (atomically). Contains no credentials."""
     with storage.atomic_write(path) as fh:
         yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
