@@ -585,6 +585,23 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _start_ray(cfg: RegulatoryConfig, tries: int = 3) -> None:
+    """:func:`methray.runtime.init_ray`, retried: on a saturated machine a new local Ray can miss
+    its (fixed, 30 s) raylet start-up deadline."""
+    from .runtime import init_ray
+
+    for attempt in range(1, tries + 1):
+        try:
+            init_ray(cfg)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == tries:
+                raise
+            ray.shutdown()
+            _say(f"ray: start-up timed out (machine busy); retry {attempt}/{tries - 1}")
+            time.sleep(10)
+
+
 def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dict:
     """Run the selected steps (default all, in order ``labels, train, evaluate, overfit, genome``).
 
@@ -598,8 +615,6 @@ def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dic
     MethrayError
         Unknown step, bad config or input, missing outputs of an earlier step.
     """
-    from .runtime import init_ray
-
     steps = list(steps or STEPS)
     bad = [s for s in steps if s not in STEPS]
     if bad:
@@ -622,7 +637,7 @@ def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dic
             _say(f"labels stride {s}:\n  " + info["summary"].format().replace("\n", "\n  ")
                  + f"\n  split {info['split']}, inside block {info['inside']} windows ({time.perf_counter() - t:.0f} s)")
     if any(s in steps for s in ("train", "evaluate", "overfit", "genome")):
-        init_ray(cfg)
+        _start_ray(cfg)
     n_train: dict[tuple[str, int], int] = {}
     jobs = [(m, stride) for m in cfg.models]
     if "overfit" in steps:
