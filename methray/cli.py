@@ -87,6 +87,20 @@ def pipeline(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
 
 
 @app.command()
+def regulatory(
+    config: ConfigOpt,
+    set: SetOpt = None,
+    out: OutOpt = None,
+    steps: Annotated[Optional[str], typer.Option("--steps", help="Comma-separated subset of labels,train,evaluate,overfit,genome (default all).")] = None,
+):
+    """Regulatory elements: peaks -> labelled windows -> multi-label models -> AUROC/AUPRC, stride table, bedGraphs."""
+    from .regulatory import load_regulatory_config, run_regulatory
+
+    overrides = list(set or []) + ([f"out_dir={out}"] if out else [])
+    run_regulatory(load_regulatory_config(str(config), overrides), steps.split(",") if steps else None)
+
+
+@app.command()
 def demo(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "runs/demo",
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder with the hg19 chr22 demo data.")] = None,

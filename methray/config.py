@@ -211,7 +211,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, dat
     return cfg
 
 
-def save_config(cfg: RunConfig, path: str) -> None:
+def save_config(cfg: BaseModel, path: str) -> None:
     """Write the resolved config as YAML (atomically). Contains no credentials."""
     with storage.atomic_write(path) as fh:
         yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)

@@ -30,13 +30,18 @@ def sort_sites(df: pd.DataFrame, chrom_order: list[str], pos_col: str = "pos") -
     return df.iloc[order].reset_index(drop=True)
 
 
-def bedgraph_lines(df: pd.DataFrame, value_col: str, pos_col: str = "pos", digits: int = 4) -> str:
-    """Format sorted sites as bedGraph rows ``chrom<TAB>pos<TAB>pos+1<TAB>value``."""
+def bedgraph_lines(df: pd.DataFrame, value_col: str, pos_col: str = "pos", digits: int = 4, end_col: str | None = None) -> str:
+    """Format sorted sites as bedGraph rows ``chrom<TAB>pos<TAB>pos+1<TAB>value``.
+
+    With ``end_col`` the rows are intervals ``chrom<TAB>pos<TAB>end<TAB>value`` (0-based,
+    half-open; e.g. regulatory windows with ``pos_col="start"``).
+    """
     if df.empty:
         return ""
     pos = df[pos_col].to_numpy(np.int64)
+    end = df[end_col].to_numpy(np.int64) if end_col else pos + 1
     values = np.char.mod(f"%.{digits}f", df[value_col].to_numpy(np.float64))
-    rows = pd.DataFrame({"c": df["chrom"].to_numpy(), "s": pos, "e": pos + 1, "v": values})
+    rows = pd.DataFrame({"c": df["chrom"].to_numpy(), "s": pos, "e": end, "v": values})
     return rows.to_csv(sep="\t", header=False, index=False, lineterminator="\n")
 
 
@@ -54,13 +59,15 @@ def write_bedgraph(
     chrom_order: list[str],
     value_col: str = "beta_pred",
     pos_col: str = "pos",
+    end_col: str | None = None,
 ) -> int:
-    """Write sites as a sorted bedGraph with a ``track`` line, atomically.
+    """Write sites (or intervals, with ``end_col``) as a sorted bedGraph with a ``track`` line, atomically.
 
     Parameters
     ----------
     df
-        Columns ``chrom``, ``pos_col`` (0-based C position) and ``value_col``.
+        Columns ``chrom``, ``pos_col`` (0-based C position) and ``value_col``; with
+        ``end_col``, ``pos_col``/``end_col`` are 0-based half-open interval bounds.
     path
         Output path (local or ``s3://``); appears only when complete.
     chrom_order
@@ -74,7 +81,7 @@ def write_bedgraph(
     sites = sort_sites(df, chrom_order, pos_col)
     with storage.atomic_write(path) as fh:
         fh.write(track_line(name, description))
-        fh.write(bedgraph_lines(sites, value_col, pos_col))
+        fh.write(bedgraph_lines(sites, value_col, pos_col, end_col=end_col))
     return len(sites)
 
 

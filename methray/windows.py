@@ -45,18 +45,63 @@ def encode_batch(batch: dict[str, np.ndarray], reference: str, length: int, excl
         ``x`` ``(B, length, 4) uint8``, ``y`` ``(B,) float32`` (NaN when no ``beta``),
         and the pass-through columns, in input order.
     """
-    ref = open_reference(reference)
     spec = WindowSpec(length, exclude_cpg)
-    chroms = np.asarray(batch["chrom"]).astype(str)
-    pos = np.asarray(batch["pos"], dtype=np.int64)
-    codes = np.empty((len(pos), length), dtype=np.uint8)
+    out = {k: np.asarray(batch[k]) for k in PASS_THROUGH if k in batch}
+    out["x"] = one_hot(_gather(reference, batch["chrom"], batch["pos"], spec))
+    beta = batch.get("beta")
+    out["y"] = np.asarray(beta, dtype=np.float32) if beta is not None else np.full(len(out["x"]), np.nan, np.float32)
+    return out
+
+
+def _gather(reference: str, chroms, positions, spec: WindowSpec) -> np.ndarray:
+    """Window codes ``(B, spec.length) uint8`` around ``positions``, one gather per contig."""
+    ref = open_reference(reference)
+    chroms = np.asarray(chroms).astype(str)
+    pos = np.asarray(positions, dtype=np.int64)
+    codes = np.empty((len(pos), spec.length), dtype=np.uint8)
     for chrom in np.unique(chroms):
         sel = chroms == chrom
         codes[sel] = ref.windows(chrom, pos[sel], spec)
-    out = {k: np.asarray(batch[k]) for k in PASS_THROUGH if k in batch}
-    out["x"] = one_hot(codes)
-    beta = batch.get("beta")
-    out["y"] = np.asarray(beta, dtype=np.float32) if beta is not None else np.full(len(pos), np.nan, np.float32)
+    return codes
+
+
+def encode_intervals(batch: dict[str, np.ndarray], reference: str) -> dict[str, np.ndarray]:
+    """Encode fixed-length genomic intervals (regulatory windows; a ``map_batches`` function).
+
+    Parameters
+    ----------
+    batch
+        ``chrom`` ``(B,)`` str, ``start`` and ``end`` ``(B,) int64`` (0-based half-open; every
+        interval of the batch has the same length ``L = end - start``); optionally ``labels``
+        ``(B, K)`` 0/1. Other columns pass through.
+    reference
+        FASTA path (local or ``s3://``).
+
+    Returns
+    -------
+    dict
+        The input columns (``labels`` renamed ``y``, as ``float32``) plus ``x``
+        ``(B, L, 4) uint8``: the one-hot bases of ``[start, end)``, N (and bases past a contig
+        end) as zero rows.
+
+    Raises
+    ------
+    ValueError
+        If the intervals of the batch differ in length.
+    """
+    start = np.asarray(batch["start"], dtype=np.int64)
+    lengths = np.unique(np.asarray(batch["end"], dtype=np.int64) - start)
+    if len(lengths) > 1:
+        raise ValueError(f"encode_intervals: intervals of different lengths in one batch: {lengths[:5].tolist()}")
+    out = {k: np.asarray(v) for k, v in batch.items() if k != "labels"}
+    if not len(start):
+        out["x"] = np.zeros((0, 0, 4), np.uint8)
+        return out
+    length = int(lengths[0])
+    # A centred WindowSpec around start + L // 2 covers exactly [start, start + L).
+    out["x"] = one_hot(_gather(reference, batch["chrom"], start + length // 2, WindowSpec(length)))
+    if "labels" in batch:
+        out["y"] = np.asarray(batch["labels"], dtype=np.float32)
     return out
 
 
