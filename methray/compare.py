@@ -19,8 +19,9 @@ Outputs in ``out_dir``: ``models/<name>/checkpoint`` and ``models/<name>/train_h
 per model; ``predictions/<tissue>.<name>.parquet`` and bedGraphs; ``comparison.tsv`` and
 ``comparison.md`` (one row per model, first line states the budget) and the tidy
 ``comparison_metrics.tsv`` / ``.parquet`` (every metric, subsets all / cgi / non_cgi).
-A model whose checkpoint was trained under the same budget is not retrained (an interrupted
-comparison resumes).
+A model whose checkpoint records the same budget name, numbers of training / validation
+sites, epoch cap, learning rate and batch size is not retrained (an interrupted comparison
+resumes; delete ``models/<name>`` to retrain).
 """
 
 from __future__ import annotations
@@ -119,10 +120,12 @@ def model_config(name: str, cfg: RunConfig) -> ModelConfig:
     return ModelConfig(name=name, task="methylation", n_outputs=1, params=params)
 
 
-def _checkpoint_current(path: str, budget_line: str) -> bool:
+def _checkpoint_current(path: str, expected: dict) -> bool:
+    """Whether ``path`` holds a checkpoint whose metadata has every ``expected`` item."""
     if not storage.exists(storage.join(path, "meta.json")):
         return False
-    return checkpoint.read_meta(path).get("compare_budget") == budget_line
+    meta = checkpoint.read_meta(path)
+    return all(meta.get(k) == v for k, v in expected.items())
 
 
 def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"]) -> pd.DataFrame:
@@ -187,14 +190,15 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         spec, mcfg = specs[name], cfg.model_copy(update={"model": model_config(name, cfg)})
         ckpt_dir = cfg.path("models", name, "checkpoint")
         train = _capped(sites["train"], budget.train_cap(name))
-        if _checkpoint_current(ckpt_dir, budget_line):
+        run_facts = {"compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": train_cfg.lr, "batch_size": train_cfg.batch_size}
+        if _checkpoint_current(ckpt_dir, run_facts):
             meta = checkpoint.read_meta(ckpt_dir)
             _say(f"compare {name}: reusing {ckpt_dir} (same budget)")
         else:
             res = fit(
                 encode_dataset(ray.data.from_pandas(train), cfg.reference, spec),
                 encode_dataset(ray.data.from_pandas(val), cfg.reference, spec),
-                meta=checkpoint_meta(mcfg, spec, tissue=tissue, compare_budget=budget_line, n_train=len(train)),
+                meta=checkpoint_meta(mcfg, spec, tissue=tissue, **run_facts),
                 train_cfg=train_cfg,
                 name=f"{cfg.run_name}-compare-{name}",
                 storage_path=cfg.path("ray_train"),

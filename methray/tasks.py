@@ -6,8 +6,8 @@
   uses this head for methylation, so a comparison differs only in the architecture. Why
   clipping and not a sigmoid: the MSE gradient of a linear output does not vanish near 0 and
   1, where most CpGs lie (beta is bimodal), and clipping keeps a prediction that is already
-  in [0, 1] unchanged; the price is that training can push raw outputs outside [0, 1]
-  without penalty beyond the MSE.
+  in [0, 1] unchanged; raw outputs may leave [0, 1] during training (the MSE pulls them
+  back towards the measured beta).
 - ``multilabel``: n independent binary labels (DeepSEA, Basset, DanQ): binary cross-entropy
   on logits; at inference the sigmoid gives probabilities.
 """
