@@ -101,6 +101,23 @@ def regulatory(
 
 
 @app.command()
+def compare(
+    config: ConfigOpt,
+    set: SetOpt = None,
+    out: OutOpt = None,
+    budget: Annotated[str, typer.Option("--budget", help="none: all sites, train.epochs (GPU clusters); cpu: the site / epoch caps for a 2-core machine, stated in the table header.")] = "none",
+    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated models (default: every methylation-capable sequence model).")] = None,
+):
+    """Train every sequence model on one split; write comparison.tsv / comparison.md."""
+    from .compare import BUDGETS, MODELS, compare as run_compare
+
+    if budget not in BUDGETS:
+        raise MethrayError(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else list(MODELS)
+    run_compare(_config(config, set, out), names=names, budget=BUDGETS[budget])
+
+
+@app.command()
 def demo(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "runs/demo",
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder with the hg19 chr22 demo data.")] = None,
@@ -155,10 +172,11 @@ def list_models():
     """List the registered models: window, outputs, parameters, paper."""
     from .models.registry import model_table
 
-    rows = model_table()
-    typer.echo(f"{'name':<22}{'window':>8}{'outputs':>9}{'parameters':>13}  paper")
-    for r in rows:
-        typer.echo(f"{r['name']:<22}{str(r['window']):>8}{r['n_outputs']:>9}{r['parameters']:>13,}  {r['paper']}")
+    typer.echo(f"{'name':<22}{'window':>8}{'outputs':>9}{'parameters':>13}  {'task':<13}paper")
+    for r in model_table():
+        window = f"{r['window']}{'*' if r['exclude_cpg'] else ''}"
+        typer.echo(f"{r['name']:<22}{window:>8}{r['n_outputs']:>9}{r['parameters']:>13,}  {r['task']:<13}{r['paper']}")
+    typer.echo("* window excludes the CpG itself (MRCNN input); deepmethygene is not a sequence model (parameters for n_cpgs=100)")
 
 
 def _quiet_logs() -> None:

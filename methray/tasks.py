@@ -1,8 +1,13 @@
 """Task heads: how a model's raw output ``(N, n_outputs)`` is trained and read out.
 
 - ``methylation``: regression of the beta value (fraction of methylated reads, 0..1) with
-  mean squared error on the raw output; at inference the output is clipped to [0, 1]
-  (MRCNN, Tian et al. 2019, Methods). ``n_outputs`` = 1.
+  mean squared error on the raw (linear) output; at inference the output is clipped to
+  [0, 1], as MRCNN does (Tian et al. 2019, Methods). ``n_outputs`` = 1. Every sequence model
+  uses this head for methylation, so a comparison differs only in the architecture. Why
+  clipping and not a sigmoid: the MSE gradient of a linear output does not vanish near 0 and
+  1, where most CpGs lie (beta is bimodal), and clipping keeps a prediction that is already
+  in [0, 1] unchanged; raw outputs may leave [0, 1] during training (the MSE pulls them
+  back towards the measured beta).
 - ``multilabel``: n independent binary labels (DeepSEA, Basset, DanQ): binary cross-entropy
   on logits; at inference the sigmoid gives probabilities.
 """

@@ -145,7 +145,15 @@ def window_dataset(
     batch_size: int = 4096,
 ) -> ray.data.Dataset:
     """The CpG table as a Ray Dataset of encoded windows (see the module docstring)."""
-    ds = cpg_dataset(table, tissue=tissue, split=split)
+    return encode_dataset(cpg_dataset(table, tissue=tissue, split=split), reference, spec, batch_size=batch_size)
+
+
+def encode_dataset(ds: ray.data.Dataset, reference: str, spec: WindowSpec, *, batch_size: int = 4096) -> ray.data.Dataset:
+    """Encode the windows of a dataset of CpGs (columns ``chrom``, ``pos``, optionally ``beta``).
+
+    The rows may come from the CpG table or from ``ray.data.from_pandas`` of a subset of it
+    (as :mod:`methray.compare` does); see :func:`encode_batch` for the output columns.
+    """
     return ds.map_batches(
         encode_batch,
         fn_kwargs={"reference": reference, "length": spec.length, "exclude_cpg": spec.exclude_cpg},

@@ -1,0 +1,305 @@
+"""Model comparison: every methylation-capable sequence model on the same split.
+
+The analogue of Tian et al. 2019 (MRCNN, BMC Genomics 20:192), Fig. 3, where MRCNN is
+compared with a CNN baseline and the DeepCpG DNA module: each model in :data:`MODELS` is
+trained on the methylation task (one output, MSE, clipped to [0, 1]; :mod:`methray.tasks`)
+on the first tissue of the config, with
+
+- one CpG table (``<out>/cpg_table``, prepared once and reused when present) and so one
+  contiguous-region split for every model (``split.gap_bp`` must be at least the largest
+  window, so that no training window overlaps a test window);
+- the same training / validation / test sites for every model (when a :class:`Budget` caps
+  them: a fixed random subset of each split, seed 0; a smaller per-model cap on training
+  sites gives a subset of a larger one's sites);
+- :func:`methray.train.fit` (Ray Train), :func:`methray.score.predict_dataset` (Ray Data),
+  :func:`methray.metrics.metric_rows` and the CpG-density baseline
+  (:func:`methray.baseline.fit_predict`, on the window of the first model).
+
+Outputs in ``out_dir``: ``models/<name>/checkpoint`` and ``models/<name>/train_history.tsv``
+per model; ``predictions/<tissue>.<name>.parquet`` and bedGraphs; ``comparison.tsv`` and
+``comparison.md`` (one row per model, first line states the budget) and the tidy
+``comparison_metrics.tsv`` / ``.parquet`` (every metric, subsets all / cgi / non_cgi).
+A model whose checkpoint records the same budget name, numbers of training / validation
+sites, epoch cap, learning rate and batch size is not retrained (an interrupted comparison
+resumes; delete ``models/<name>`` to retrain).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import baseline, checkpoint, models, storage
+from .config import ModelConfig, RunConfig
+from .errors import MethrayError
+
+MODELS = ("mrcnn", "cnn_baseline", "deepcpg_dna", "deepsea", "basset", "danq", "danq_random_dropout", "conv4_frss")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Caps that make a comparison fit a machine.
+
+    Attributes
+    ----------
+    name : str
+        Stated in the table header (``cpu``, ``none``, ...).
+    epochs : int | None
+        Maximum epochs per model; None keeps ``train.epochs`` of the config.
+    train_sites : dict[str, int]
+        Per-model cap on training sites (a fixed random subset of the training split); a model
+        not listed uses ``default_train_sites``.
+    default_train_sites : int | None
+        Cap for models not in ``train_sites``; None = all training sites.
+    val_sites, test_sites : int | None
+        Caps on validation / test sites (fixed random subsets), shared by all models; None = all.
+    """
+
+    name: str
+    epochs: int | None = None
+    train_sites: dict[str, int] = field(default_factory=dict)
+    default_train_sites: int | None = None
+    val_sites: int | None = None
+    test_sites: int | None = None
+
+    def train_cap(self, model: str) -> int | None:
+        return self.train_sites.get(model, self.default_train_sites)
+
+    def describe(self, models_: list[str]) -> str:
+        """One line for the table header, e.g. ``budget: cpu; epochs <= 2; train sites: ...``."""
+        if self == Budget(self.name):
+            return f"budget: {self.name} (no caps: all sites, train.epochs)"
+        parts = [f"budget: {self.name}"]
+        if self.epochs:
+            parts.append(f"at most {self.epochs} epochs per model")
+        caps = [f"{m} {self.train_cap(m):,}" for m in models_ if self.train_cap(m)]
+        if caps:
+            parts.append("training sites at most " + ", ".join(caps))
+        if self.val_sites:
+            parts.append(f"validation sites {self.val_sites:,}")
+        if self.test_sites:
+            parts.append(f"test sites {self.test_sites:,}")
+        return "; ".join(parts)
+
+
+# Chosen from training throughput measured on the shared 2-core machine (plain torch, 2
+# threads, batch 64, machine loaded by other jobs): mrcnn ~115, cnn_baseline ~180,
+# deepcpg_dna ~100, basset ~15 samples/s; DeepSEA / DanQ / conv4-FRSS (17-53 M parameters,
+# 1000 bp) slower still. The three models of Tian et al. 2019, Fig. 3 get the same training
+# sites; the big multi-task architectures get a token budget, so the whole comparison takes
+# ~30 min. Validation and test sites are shared by all models.
+BUDGETS = {
+    "none": Budget("none"),
+    "cpu": Budget(
+        "cpu",
+        epochs=2,
+        train_sites={
+            "mrcnn": 10000, "cnn_baseline": 10000, "deepcpg_dna": 10000, "basset": 1000,
+            "deepsea": 500, "danq": 500, "danq_random_dropout": 500, "conv4_frss": 500,
+        },
+        val_sites=500,
+        test_sites=2000,
+    ),
+}
+
+
+def _capped(df: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    """At most ``n`` rows of ``df`` (all if None): a prefix of one fixed random order (seed 0),
+    kept in ``df``'s order, so a smaller cap's sites are a subset of a larger cap's."""
+    order = np.random.default_rng(0).permutation(len(df))
+    return df.iloc[np.sort(order[:n])].reset_index(drop=True) if n is not None and len(df) > n else df
+
+
+def model_config(name: str, cfg: RunConfig) -> ModelConfig:
+    """The methylation-task model section for ``name`` (registry window, one output)."""
+    params = cfg.model.params if cfg.model.name == name else {}
+    return ModelConfig(name=name, task="methylation", n_outputs=1, params=params)
+
+
+def _checkpoint_current(path: str, expected: dict) -> bool:
+    """Whether ``path`` holds a checkpoint whose metadata has every ``expected`` item."""
+    if not storage.exists(storage.join(path, "meta.json")):
+        return False
+    meta = checkpoint.read_meta(path)
+    return all(meta.get(k) == v for k, v in expected.items())
+
+
+def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"]) -> pd.DataFrame:
+    """Train, score and evaluate each model on one split; write the comparison table.
+
+    Parameters
+    ----------
+    cfg
+        Run config; ``model`` is ignored except for ``params`` of the same-named model.
+    names
+        Registered sequence models to compare.
+    budget
+        Caps on sites and epochs (:data:`BUDGETS`).
+
+    Returns
+    -------
+    pd.DataFrame
+        The comparison table (one row per model plus ``cpg_density``), as in ``comparison.tsv``.
+
+    Raises
+    ------
+    MethrayError
+        A model that is not a sequence model, or ``split.gap_bp`` smaller than a window.
+    """
+    import ray
+
+    from .evaluate import write_metrics
+    from .genome import open_reference
+    from .metrics import metric_rows
+    from .pipeline import _say, run_prepare, start
+    from .prepare import read_table
+    from .runtime import init_ray
+    from .score import predict_dataset, write_predictions
+    from .tracks import sort_sites
+    from .train import checkpoint_meta, fit, model_window
+    from .windows import encode_dataset
+
+    names = list(names)
+    specs = {n: model_window(cfg.model_copy(update={"model": model_config(n, cfg)})) for n in names}
+    widest = max(s.length for s in specs.values())
+    if cfg.split.gap_bp < widest:
+        raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the widest window ({widest} bp): train and test windows could overlap")
+    budget_line = budget.describe(names)
+    t0 = time.perf_counter()
+    start(cfg, with_ray=False)
+    if storage.exists(cfg.cpg_table):
+        _say(f"compare: reusing the CpG table {cfg.cpg_table} (delete it to prepare again)")
+    else:
+        run_prepare(cfg)
+    init_ray(cfg)
+    _say(f"compare: {budget_line}")
+
+    tissue = cfg.tissues[0].name
+    order = open_reference(cfg.reference).chroms
+    sites = {s: sort_sites(read_table(cfg.cpg_table, tissue=tissue, split=s), order) for s in ("train", "val", "test")}
+    val, test = _capped(sites["val"], budget.val_sites), _capped(sites["test"], budget.test_sites)
+    epochs = min(budget.epochs, cfg.train.epochs) if budget.epochs else cfg.train.epochs
+    train_cfg = cfg.train.model_copy(update={"epochs": epochs, "max_train_sites": None})
+
+    frames, runs = [], []
+    for name in names:
+        spec, mcfg = specs[name], cfg.model_copy(update={"model": model_config(name, cfg)})
+        ckpt_dir = cfg.path("models", name, "checkpoint")
+        train = _capped(sites["train"], budget.train_cap(name))
+        run_facts = {"compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": train_cfg.lr, "batch_size": train_cfg.batch_size}
+        if _checkpoint_current(ckpt_dir, run_facts):
+            meta = checkpoint.read_meta(ckpt_dir)
+            _say(f"compare {name}: reusing {ckpt_dir} (same budget)")
+        else:
+            res = fit(
+                encode_dataset(ray.data.from_pandas(train), cfg.reference, spec),
+                encode_dataset(ray.data.from_pandas(val), cfg.reference, spec),
+                meta=checkpoint_meta(mcfg, spec, tissue=tissue, **run_facts),
+                train_cfg=train_cfg,
+                name=f"{cfg.run_name}-compare-{name}",
+                storage_path=cfg.path("ray_train"),
+                checkpoint_dir=ckpt_dir,
+            )
+            with storage.atomic_write(cfg.path("models", name, "train_history.tsv")) as fh:
+                pd.DataFrame(res.history).to_csv(fh, sep="\t", index=False)
+            meta = checkpoint.read_meta(ckpt_dir)
+            meta["train_seconds"] = res.seconds
+            meta["epochs_run"] = len(res.history)
+            _update_meta(ckpt_dir, meta)
+        t = time.perf_counter()
+        pred = sort_sites(predict_dataset(ray.data.from_pandas(test), cfg, ckpt_dir).to_pandas(), order)
+        write_predictions(cfg, pred, tissue, name)
+        frames.append(metric_rows(pred, name, tissue))
+        runs.append(_run_row(name, spec, meta, len(train), time.perf_counter() - t))
+        _say(f"compare {name}: {len(train):,} train sites, {meta.get('epochs_run', '?')} epochs, best val MSE {meta.get('val_loss', float('nan')):.4f}; AUROC {frames[-1]['auroc'].iloc[0]:.3f}, RMSE {frames[-1]['rmse'].iloc[0]:.3f}")
+
+    base_spec = specs[names[0]]
+    base_train = _capped(sites["train"], budget.train_cap(names[0]))
+    pred = test.assign(beta_pred=baseline.fit_predict(base_train, test, cfg.reference, base_spec))
+    write_predictions(cfg, pred, tissue, baseline.NAME)
+    frames.append(metric_rows(pred, baseline.NAME, tissue))
+    runs.append({"model": baseline.NAME, "window": _window_label(base_spec), "parameters": 3, "train_sites": len(base_train), "epochs": "-", "train_s": np.nan, "score_s": np.nan})
+
+    tidy = pd.concat(frames, ignore_index=True)
+    write_metrics(tidy, cfg.path("comparison_metrics"))
+    table = comparison_table(tidy, pd.DataFrame(runs))
+    write_comparison(table, cfg.path("comparison"), f"methray compare, {tissue}, {cfg.genome}; {budget_line}")
+    _say(f"compare: {cfg.path('comparison.tsv')} and comparison.md ({time.perf_counter() - t0:.0f} s)")
+    return table
+
+
+def _update_meta(directory: str, meta: dict) -> None:
+    import json
+
+    with storage.atomic_write(storage.join(directory, "meta.json")) as fh:
+        fh.write(json.dumps(meta, indent=2))
+
+
+def _window_label(spec) -> str:
+    return f"{spec.length}{' excl. CpG' if spec.exclude_cpg else ''}"
+
+
+def _run_row(name: str, spec, meta: dict, n_train: int, score_s: float) -> dict:
+    with torch.device("meta"):
+        n_params = models.n_parameters(models.build(name, window_length=spec.length, n_outputs=1, **meta.get("params", {})))
+    return {
+        "model": name, "window": _window_label(spec), "parameters": n_params, "train_sites": n_train,
+        "epochs": meta.get("epochs_run", np.nan), "train_s": meta.get("train_seconds", np.nan), "score_s": score_s,
+    }
+
+
+# (subset, metric) -> column of the comparison table
+TABLE_METRICS = [
+    ("all", "n"), ("all", "auroc"), ("all", "accuracy"), ("all", "rmse"), ("all", "mae"), ("all", "pearson_r"),
+    ("all", "rmse_hyper"), ("all", "mae_hyper"), ("all", "rmse_mid"), ("all", "mae_mid"), ("all", "rmse_hypo"), ("all", "mae_hypo"),
+    ("cgi", "auroc"), ("cgi", "rmse"), ("cgi", "mae"), ("non_cgi", "auroc"), ("non_cgi", "rmse"), ("non_cgi", "mae"),
+]
+
+
+def comparison_table(tidy: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: run facts then the metrics of :data:`TABLE_METRICS`.
+
+    Columns of subset ``all`` keep the metric name (``auroc``, ``rmse_hyper``, ...); the
+    CpG-island subsets are prefixed (``cgi_auroc``, ``non_cgi_rmse``, ...).
+    """
+    wide = runs.set_index("model")
+    for subset, metric in TABLE_METRICS:
+        col = metric if subset == "all" else f"{subset}_{metric}"
+        wide[col] = tidy[tidy["subset"] == subset].set_index("model")[metric]
+    return wide.reset_index()
+
+
+def write_comparison(table: pd.DataFrame, stem: str, header: str) -> None:
+    """Write ``<stem>.tsv`` (``# header`` line, then the table) and ``<stem>.md``, atomically."""
+    with storage.atomic_write(f"{stem}.tsv") as fh:
+        fh.write(f"# {header}\n")
+        table.to_csv(fh, sep="\t", index=False, float_format="%.4f")
+    with storage.atomic_write(f"{stem}.md") as fh:
+        fh.write(f"{header}\n\n{markdown(table)}\n")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table (floats to 3 decimals, integers with thousands separators)."""
+
+    def cell(v) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.3f}"
+        if isinstance(v, (int, np.integer)):
+            return f"{v:,}"
+        return str(v)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def read_comparison(path: str) -> tuple[str, pd.DataFrame]:
+    """Read ``comparison.tsv``: the header line (without ``# ``) and the table."""
+    fs, p = storage.filesystem(path)
+    with fs.open(p, "r") as fh:
+        header = fh.readline().removeprefix("# ").rstrip("\n")
+        return header, pd.read_csv(fh, sep="\t")
