@@ -160,7 +160,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .runtime import init_ray
     from .score import predict_dataset, write_predictions
     from .tracks import sort_sites
-    from .train import checkpoint_meta, fit, model_window
+    from .train import checkpoint_meta, fit, learning_rate, model_window
     from .windows import encode_dataset
 
     names = list(names)
@@ -190,7 +190,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         spec, mcfg = specs[name], cfg.model_copy(update={"model": model_config(name, cfg)})
         ckpt_dir = cfg.path("models", name, "checkpoint")
         train = _capped(sites["train"], budget.train_cap(name))
-        run_facts = {"compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": train_cfg.lr, "batch_size": train_cfg.batch_size}
+        run_facts = {"compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": learning_rate(train_cfg, name), "batch_size": train_cfg.batch_size}
         if _checkpoint_current(ckpt_dir, run_facts):
             meta = checkpoint.read_meta(ckpt_dir)
             _say(f"compare {name}: reusing {ckpt_dir} (same budget)")

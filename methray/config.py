@@ -60,7 +60,7 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float | None = Field(None, gt=0, description="Adam learning rate; None = the model's default (methray models)")
     patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1, gt=0)

@@ -188,7 +188,7 @@ def budget_line(cfg: RegulatoryConfig) -> str:
     return (
         f"budget: {b.note}; negatives kept {cfg.labels.negative_fraction:g}; train windows <= {b.max_train_windows or 'all'}; "
         f"val windows <= {b.max_val_windows or 'all'}; eval windows per region <= {b.max_eval_windows or 'all'}; "
-        f"epochs {t.epochs}; batch {t.batch_size}; lr {t.lr:g}; rc_augment {t.rc_augment}; rc_average {cfg.evaluate.rc_average}"
+        f"epochs {t.epochs}; batch {t.batch_size}; lr {t.lr if t.lr else 'model default'}; rc_augment {t.rc_augment}; rc_average {cfg.evaluate.rc_average}"
     )
 
 

@@ -61,6 +61,11 @@ def model_window(cfg: RunConfig) -> WindowSpec:
     return WindowSpec(cfg.model.window_length or info.window.length, info.window.exclude_cpg)
 
 
+def learning_rate(train_cfg: TrainConfig, model: str) -> float:
+    """Adam learning rate: ``train.lr`` if set, else the model's registry default."""
+    return train_cfg.lr or models.get(model).lr
+
+
 def reverse_complement(x: torch.Tensor) -> torch.Tensor:
     """Reverse complement of one-hot windows ``(N, L, 4)`` (A, C, G, T order): flip L and the bases."""
     return x.flip(dims=(1, 2))
@@ -219,7 +224,7 @@ def fit(
         "params": meta.get("params", {}),
         "epochs": train_cfg.epochs,
         "batch_size": train_cfg.batch_size,
-        "lr": train_cfg.lr,
+        "lr": learning_rate(train_cfg, meta["model"]),
         "patience": train_cfg.patience,
         "shuffle_buffer": train_cfg.shuffle_buffer,
         "rc_augment": train_cfg.rc_augment,

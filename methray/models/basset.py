@@ -10,6 +10,7 @@ from .registry import register
 
 @register(
     "basset",
+    lr=1e-4,
     window_length=600,
     n_outputs=164,
     methylation=False,

@@ -99,6 +99,7 @@ class FRSSBlock(nn.Module):
 
 @register(
     "conv4_frss",
+    lr=1e-4,
     window_length=1000,
     n_outputs=1,
     methylation=False,

@@ -11,6 +11,7 @@ from .registry import register
 
 @register(
     "danq",
+    lr=1e-4,
     window_length=1000,
     n_outputs=919,
     methylation=False,
@@ -102,6 +103,7 @@ class DanQ(nn.Module):
 
 @register(
     "danq_random_dropout",
+    lr=1e-4,
     window_length=1000,
     n_outputs=919,
     methylation=False,

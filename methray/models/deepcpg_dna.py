@@ -10,6 +10,7 @@ from .registry import register
 
 @register(
     "deepcpg_dna",
+    lr=1e-4,
     window_length=1001,
     n_outputs=1,
     paper="Angermueller C, et al. DeepCpG: accurate prediction of single-cell DNA methylation states using deep learning. Genome Biology 18:67 (2017), DNA module CnnL2h128",

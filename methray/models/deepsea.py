@@ -10,6 +10,7 @@ from .registry import register
 
 @register(
     "deepsea",
+    lr=1e-4,
     window_length=1000,
     n_outputs=919,
     methylation=False,
