@@ -140,6 +140,8 @@ def _set_dotted(data: dict, key: str, value) -> None:
 def _resolve(path: str | None, base: str) -> str | None:
     if path is None or storage.is_remote(path) or os.path.isabs(path):
         return path
+    if storage.is_remote(base):  # data_dir: s3://bucket/prefix
+        return storage.join(base, path)
     return os.path.normpath(os.path.join(base, path))
 
 
