@@ -43,7 +43,8 @@ def _free_ports(n: int) -> list[int]:
 
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "PYTHONPATH", "AWS_"))}
-    env.update(RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # the job's `python` = this venv's
+    # A loaded machine can take longer than the default 10 s for the raylet to register.
+    env.update(RAY_raylet_start_wait_time_s="120", RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")  # the job's `python` = this venv's
     return env
 
 
