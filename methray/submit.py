@@ -47,10 +47,7 @@ def submission_id(run_name: str, date: str, existing: list[str]) -> str:
     MethrayError
         ``date`` is not ``YYYY-MM-DD``.
     """
-    try:
-        dt.date.fromisoformat(date)
-    except ValueError:
-        raise MethrayError(f"--date {date!r}: expected YYYY-MM-DD") from None
+    _check_date(date)
     prefix = f"{re.sub(r'[^A-Za-z0-9._-]+', '-', run_name)}-{date}-"
     taken = [int(m.group(1)) for s in existing if s and (m := re.fullmatch(re.escape(prefix) + r"(\d+)", s))]
     return f"{prefix}{max(taken, default=0) + 1}"
@@ -112,7 +109,7 @@ def submit(
         raise MethrayError(f"{working_dir}: no jobs/{job}.py here; run from the methray repository root or pass --working-dir")
     local = Path(working_dir, config)
     cfg = load_config(str(local) if local.exists() else config)
-    date = date or dt.datetime.now(dt.timezone.utc).date().isoformat()
+    date = _check_date(date or dt.datetime.now(dt.timezone.utc).date().isoformat())
     env = dict(runtime_env or {})
     env["working_dir"] = working_dir
     env["excludes"] = sorted(set(env.get("excludes", [])) | set(EXCLUDES))
@@ -131,6 +128,14 @@ def wait(address: str, submission_id: str, timeout_s: float | None = None, poll_
         if status in TERMINAL or (deadline is not None and time.monotonic() > deadline):
             return status
         time.sleep(poll_s)
+
+
+def _check_date(date: str) -> str:
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError:
+        raise MethrayError(f"--date {date!r}: expected YYYY-MM-DD") from None
+    return date
 
 
 def _client(address: str):
