@@ -156,7 +156,7 @@ def test_pipeline_job_writes_every_output(pipeline_job, working_dir):
 
 def test_working_dir_upload_skips_ignored_dirs(pipeline_job, ray_head):
     _, temp_dir = ray_head
-    packages = list(Path(temp_dir).glob("session_*/runtime_resources/working_dir_files/*"))
+    packages = [p for p in Path(temp_dir).glob("session_latest/runtime_resources/working_dir_files/_ray_pkg_*") if p.is_dir()]
     assert packages, "no working_dir package found on the head"
     for pkg in packages:
         assert (pkg / "jobs" / "pipeline.py").exists() and (pkg / "run.yaml").exists()
