@@ -4,18 +4,22 @@ Order of precedence:
 
 1. ``ray.address`` in the config;
 2. the ``RAY_ADDRESS`` environment variable (set by ``ray job submit`` for the job's driver);
-3. a local cluster started with ``ray start`` (``ray.init(address="auto")`` finds it);
+3. a local cluster started with ``ray start`` (its address file in the Ray temp dir,
+   ``$RAY_TMPDIR`` or ``/tmp/ray``);
 4. otherwise an embedded local Ray with ``ray.num_cpus`` CPUs (default: all cores).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
 import ray
+from ray._private.services import find_bootstrap_address
 
 from .config import RunConfig
+from .storage import S3_ENV_VARS
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +35,46 @@ def init_ray(cfg: RunConfig | None = None) -> str:
     if ray.is_initialized():
         return "existing"
     quiet = dict(log_to_driver=False, logging_level="ERROR")
-    # Let workers see the S3 settings and the methray package location the driver has.
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith("AWS_") and k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")}
+    env = worker_env()
+    runtime_env = {"env_vars": env} if env else None
     address = (cfg.ray.address if cfg else None) or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, runtime_env=runtime_env, **quiet)
         return "cluster"
-    try:
-        ray.init(address="auto", **quiet)
-        log.info("joined the running local Ray cluster")
-        return "cluster"
-    except (ConnectionError, RuntimeError):
-        pass
+    # The cluster of the last `ray start` on this machine (its address file in the Ray temp dir,
+    # as `ray.init()` finds it). Not `address="auto"`: that also joins any other Ray instance it
+    # sees running on the machine, e.g. another user's embedded one.
+    started = find_bootstrap_address(None)
+    if started:
+        try:
+            ray.init(address=started, runtime_env=runtime_env, **quiet)
+            log.info("joined the running local Ray cluster at %s", started)
+            return "cluster"
+        except (ConnectionError, RuntimeError):
+            log.warning("no Ray cluster at %s (stale address file); starting an embedded Ray", started)
     ray.init(
         num_cpus=(cfg.ray.num_cpus if cfg else None),
         include_dashboard=False,
-        runtime_env={"env_vars": env_vars} if env_vars else None,
+        runtime_env=runtime_env,
         **quiet,
     )
     return "embedded"
+
+
+def worker_env() -> dict[str, str]:
+    """The driver's S3 endpoint / region variables, for the runtime env of this job's workers.
+
+    Workers of a cluster started elsewhere (``ray start``, KubeRay) do not inherit the
+    driver's environment, and ``s3.endpoint_url`` / ``s3.region`` of the config reach the
+    driver only (:func:`methray.storage.configure_s3` exports them). Variables that a submitted
+    job already sets in its runtime env are left out: Ray refuses to merge a key given twice.
+    Credentials are never forwarded: a runtime env is stored by Ray and shown in the dashboard;
+    workers take credentials from the cluster (Secret, instance or pod role, ``ray start``'s
+    environment).
+    """
+    env = {k: os.environ[k] for k in S3_ENV_VARS if os.environ.get(k)}
+    job_config = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job_config:
+        job_env = (json.loads(job_config).get("runtime_env") or {}).get("env_vars") or {}
+        env = {k: v for k, v in env.items() if k not in job_env}
+    return env

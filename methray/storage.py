@@ -20,11 +20,22 @@ from typing import Iterator
 
 import fsspec
 
-_S3_OPTIONS: dict = {}
+# botocore client settings for every S3 client: a wrong endpoint or an unreachable store fails
+# within seconds (3 attempts, 5 s connect timeout) instead of hanging on retries.
+S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}
+# Non-secret S3 settings that Ray workers must share with the driver (see runtime.init_ray).
+S3_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+_S3_OPTIONS: dict = {"config_kwargs": S3_CLIENT_CONFIG}
 
 
 def configure_s3(endpoint_url: str | None = None, region: str | None = None) -> None:
     """Set the S3 endpoint / region used for every ``s3://`` path in this process.
+
+    The values are also exported as ``AWS_ENDPOINT_URL`` / ``AWS_DEFAULT_REGION`` so that
+    pyarrow and Ray workers started afterwards (or given these variables by
+    :func:`methray.runtime.init_ray`) use the same store. Credentials are not touched: they
+    come from the standard AWS chain (environment, ``~/.aws``, instance or pod role).
 
     Parameters
     ----------
@@ -35,14 +46,32 @@ def configure_s3(endpoint_url: str | None = None, region: str | None = None) -> 
         The region name; ``None`` keeps ``AWS_DEFAULT_REGION``.
     """
     _S3_OPTIONS.clear()
+    _S3_OPTIONS["config_kwargs"] = S3_CLIENT_CONFIG
     client_kwargs = {}
     if endpoint_url:
         client_kwargs["endpoint_url"] = endpoint_url
-        os.environ.setdefault("AWS_ENDPOINT_URL", endpoint_url)  # for pyarrow / Ray workers
+        os.environ["AWS_ENDPOINT_URL"] = endpoint_url
     if region:
         client_kwargs["region_name"] = region
+        os.environ["AWS_DEFAULT_REGION"] = region
     if client_kwargs:
         _S3_OPTIONS["client_kwargs"] = client_kwargs
+
+
+@contextlib.contextmanager
+def s3_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an unreachable S3 endpoint or a refused request into a one-line MethrayError."""
+    try:
+        yield
+    except Exception as exc:  # botocore / aiohttp errors have no common base worth importing
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(exc, (BotoCoreError, ClientError, PermissionError, OSError)) or isinstance(exc, FileNotFoundError):
+            raise
+        from .errors import MethrayError
+
+        endpoint = _S3_OPTIONS.get("client_kwargs", {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+        raise MethrayError(f"{path}: S3 request failed at {endpoint}: {type(exc).__name__}: {exc}") from exc
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -66,15 +95,39 @@ def join(base: str | os.PathLike, *parts: str) -> str:
 
 
 def exists(path: str | os.PathLike) -> bool:
-    """Whether a local or remote path exists."""
+    """Whether a local or remote path exists.
+
+    Raises
+    ------
+    MethrayError
+        The S3 endpoint cannot be reached or refuses the request.
+    """
     fs, p = filesystem(path)
-    return fs.exists(p)
+    if not is_remote(path):
+        return fs.exists(p)
+    with s3_errors(path):
+        return fs.exists(p)
 
 
 def makedirs(path: str | os.PathLike) -> None:
-    """Create a directory (no-op on object stores)."""
+    """Create a local directory; for ``s3://`` check that the bucket exists and is reachable.
+
+    Raises
+    ------
+    MethrayError
+        The bucket does not exist, or the S3 endpoint cannot be reached.
+    """
     if not is_remote(path):
         Path(path).mkdir(parents=True, exist_ok=True)
+        return
+    fs, p = filesystem(path)
+    bucket = p.split("/", 1)[0]
+    with s3_errors(path):
+        found = fs.exists(bucket)
+    if not found:
+        from .errors import MethrayError
+
+        raise MethrayError(f"{path}: S3 bucket {bucket!r} does not exist (or is not visible with these credentials)")
 
 
 @contextlib.contextmanager
