@@ -204,9 +204,8 @@ def write_partitioned(table: pd.DataFrame, out: str, rows_per_file: int) -> None
         fs, path = storage.filesystem(out)
         if fs.exists(path):
             fs.rm(path, recursive=True)
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-        pads.write_dataset(data, path, filesystem=PyFileSystem(FSSpecHandler(fs)), **kwargs)
+        arrow_fs, path = storage.arrow_location(out)
+        pads.write_dataset(data, path, filesystem=arrow_fs, **kwargs)
         return
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -222,10 +221,8 @@ def write_partitioned(table: pd.DataFrame, out: str, rows_per_file: int) -> None
 
 def read_table(path: str, *, tissue: str | None = None, split: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
     """Read (part of) a CpG table into pandas, in file order (chrom, pos)."""
-    fs, p = storage.filesystem(path)
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-    ds = pads.dataset(p, format="parquet", partitioning="hive", filesystem=PyFileSystem(FSSpecHandler(fs)))
+    arrow_fs, p = storage.arrow_location(path)
+    ds = pads.dataset(p, format="parquet", partitioning="hive", filesystem=arrow_fs)
     flt = None
     for col, value in (("tissue", tissue), ("split", split)):
         if value is not None:

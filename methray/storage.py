@@ -192,15 +192,17 @@ def download(remote: str, local: str | os.PathLike) -> None:
         fs.get_file(p, tmp)
 
 
-def arrow_filesystem(path: str):
-    """A pyarrow filesystem for ``path`` (for Ray Train's ``storage_filesystem``), or None locally.
+def arrow_location(path: str):
+    """``(pyarrow filesystem, path within it)`` for pyarrow and Ray; ``(None, path)`` locally.
 
-    Remote paths use the fsspec filesystem configured here (endpoint, region), wrapped for
-    pyarrow, so Ray Train writes checkpoints to the same store with the same settings.
+    Remote paths use the fsspec filesystem configured here (endpoint, region, timeouts),
+    wrapped for pyarrow, so Parquet datasets, Ray Data and Ray Train's checkpoint storage all
+    reach the same store with the same settings. With an explicit filesystem, pyarrow and Ray
+    want the path without its scheme (``bucket/key``).
     """
     if not is_remote(path):
-        return None
+        return None, str(path)
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, _ = filesystem(path)
-    return PyFileSystem(FSSpecHandler(fs))
+    fs, inner = filesystem(path)
+    return PyFileSystem(FSSpecHandler(fs)), inner

@@ -234,6 +234,7 @@ def fit(
     }
     if not storage.is_remote(storage_path):
         storage_path = os.path.abspath(storage_path)
+    train_fs, train_storage = storage.arrow_location(storage_path)
     queue = Queue(actor_options={"num_cpus": 0})  # epoch metrics, controller -> driver
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -246,9 +247,8 @@ def fit(
         datasets={"train": train_ds, "val": val_ds},
         run_config=RayRunConfig(
             name=name,
-            # With an explicit filesystem, Ray wants the path without its scheme.
-            storage_path=storage.filesystem(storage_path)[1] if storage.is_remote(storage_path) else storage_path,
-            storage_filesystem=storage.arrow_filesystem(storage_path),
+            storage_path=train_storage,
+            storage_filesystem=train_fs,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             callbacks=[_Progress(queue)],
         ),

@@ -118,13 +118,8 @@ def cpg_dataset(table: str, *, tissue: str | None = None, split: str | list[str]
     from . import storage
     from ray.data.expressions import col
 
-    kwargs = {}
-    if storage.is_remote(table):
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-        fs, table = storage.filesystem(table)
-        kwargs["filesystem"] = PyFileSystem(FSSpecHandler(fs))
-    ds = ray.data.read_parquet(table, partitioning=ray.data.datasource.partitioning.Partitioning("hive"), **kwargs)
+    arrow_fs, path = storage.arrow_location(table)
+    ds = ray.data.read_parquet(path, filesystem=arrow_fs, partitioning=ray.data.datasource.partitioning.Partitioning("hive"))
     pred = None
     if tissue is not None:
         pred = col("tissue") == tissue
