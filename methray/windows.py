@@ -18,6 +18,7 @@ Batches carry:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import ray
 
 from .encoding import WindowSpec, one_hot
@@ -47,12 +48,16 @@ def encode_batch(batch: dict[str, np.ndarray], reference: str, length: int, excl
     """
     ref = open_reference(reference)
     spec = WindowSpec(length, exclude_cpg)
-    chroms = np.asarray(batch["chrom"]).astype(str)
     pos = np.asarray(batch["pos"], dtype=np.int64)
-    codes = np.empty((len(pos), length), dtype=np.uint8)
-    for chrom in np.unique(chroms):
-        sel = chroms == chrom
-        codes[sel] = ref.windows(chrom, pos[sel], spec)
+    # Hash-based grouping (no string sort); a batch usually holds one chromosome.
+    group, chroms = pd.factorize(np.asarray(batch["chrom"]))
+    if len(chroms) == 1:
+        codes = ref.windows(str(chroms[0]), pos, spec)
+    else:
+        codes = np.empty((len(pos), length), dtype=np.uint8)
+        for i, chrom in enumerate(chroms):
+            sel = group == i
+            codes[sel] = ref.windows(str(chrom), pos[sel], spec)
     out = {k: np.asarray(batch[k]) for k in PASS_THROUGH if k in batch}
     out["x"] = one_hot(codes)
     beta = batch.get("beta")
