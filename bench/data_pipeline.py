@@ -7,6 +7,7 @@ schedules its read and encode tasks on exactly that many slots. The pipeline is
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from methray.encoding import WindowSpec
@@ -25,11 +26,15 @@ def drain(table: str, fasta: str, spec: WindowSpec, batch_size: int) -> tuple[in
     return n, time.perf_counter() - start
 
 
-def run(table: str, fasta: str, spec: WindowSpec, *, cpus: tuple[int, ...] = (1, 2), batch_size: int = 4096) -> dict:
-    """windows/s of the pipeline per CPU count, the 2-vs-1 ratio and peak memory per run."""
+def run(table: str, fasta: str, spec: WindowSpec, *, cpus: tuple[int, ...] = (1, 2), batch_size: int = 4096, fresh: bool = True) -> dict:
+    """windows/s of the pipeline per CPU count, the 2-vs-1 ratio and peak memory per run.
+
+    ``fresh=False`` runs once in the Ray session already started (``cpus`` = its CPUs;
+    used by ``--quick`` to save Ray start-ups).
+    """
     out = {"window": {"length": spec.length, "exclude_cpg": spec.exclude_cpg}, "batch_size": batch_size, "runs": {}}
     for n_cpus in cpus:
-        with MemorySampler() as mem, ray_session(n_cpus):
+        with MemorySampler() as mem, (ray_session(n_cpus) if fresh else contextlib.nullcontext()):
             n, seconds = drain(table, fasta, spec, batch_size)
         out["runs"][str(n_cpus)] = {"windows": n, "seconds": round(seconds, 2), "windows_per_s": round(n / seconds), "memory": mem.peak}
     if "1" in out["runs"] and "2" in out["runs"]:

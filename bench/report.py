@@ -50,8 +50,8 @@ def _mem(m: dict) -> str:
 def markdown(res: dict) -> str:
     """The results file: machine, load, every section, targets, projection."""
     m = res["machine"]
-    out = [f"# methray benchmark, {res['date']} on {res['machine_slug']}\n"]
-    out.append(f"Command: `{res['command']}` ({'quick' if res['quick'] else 'full'} mode), total {res['total_s']:.0f} s, git {m['git_commit']}.\n")
+    out = [f"# methray benchmark, {res['date']} on {res['machine_slug']}\n\n"]
+    out.append(f"Command: `{res['command']}` ({'quick' if res['quick'] else 'full'} mode), total {res['total_s']:.0f} s, git {m['git_commit']}.\n\n")
     out.append(_table(["machine", "value"], [
         ["CPU", m["cpu_model"]], ["cores", m["cores"]], ["RAM (GiB)", m["ram_gib"]], ["GPU", m["gpu"] or "none"], ["OS", m["os"]],
         *[[k, v] for k, v in m["versions"].items()],

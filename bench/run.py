@@ -128,12 +128,15 @@ def main(argv=None) -> Path:
             infer_x = training.encoded_windows(fasta, chrom, positions, mrcnn_spec) if torch.cuda.is_available() else None
             res["training"]["gpu"] = training.gpu(list(windows), windows, infer_x, batch_size=256, infer_batch_size=4096)
 
-        if "pipeline" in sections:
+        if "pipeline" in sections and not args.quick:
             print("2. Ray Data pipeline (1 and 2 CPUs) ...", flush=True)
             res["pipeline"] = data_pipeline.run(cfg.cpg_table, fasta, mrcnn_spec, cpus=(1, 2))
 
-        if sections & {"training", "scoring"}:
+        if sections & {"training", "scoring"} or args.quick:
             with ray_session(args.cpus):
+                if "pipeline" in sections and args.quick:  # one Ray start-up only
+                    print(f"2. Ray Data pipeline ({args.cpus} CPUs, quick) ...", flush=True)
+                    res["pipeline"] = data_pipeline.run(cfg.cpg_table, fasta, mrcnn_spec, cpus=(args.cpus,), fresh=False)
                 if "training" in sections:
                     res["training"]["ray_train"] = {}
                     for name, (n, batch) in budget["train"].items():

@@ -43,7 +43,7 @@ def test_bench_quick_writes_results_for_every_section(tmp_path):
     proj = res["projection"]
     assert proj["gpu_hours"]["1"] > proj["gpu_hours"]["8"] > proj["gpu_hours"]["64"] > 0 and "ASSUMED" in proj["gpu_rate_source"]
     names = {t["target"] for t in res["targets"]}
-    assert "encoding: methray / numpy limit" in names and "Ray Data pipeline: 2 CPUs / 1 CPU" in names
+    assert "encoding: methray / numpy limit" in names and "Ray Train mrcnn: 2 workers / 1" in names
     text = md.read_text()
     for heading in ("## Targets", "## 1. Window encoding", "## 2. Ray Data", "## 3. Training", "### GPU", "## 4. Scoring", "## 6. Scaling", "load average at start"):
         assert heading in text
