@@ -21,9 +21,12 @@ def drain(table: str, fasta: str, spec: WindowSpec, batch_size: int) -> tuple[in
     """Windows read and seconds taken to iterate the whole window dataset once."""
     start = time.perf_counter()
     n = 0
-    for batch in window_dataset(table, fasta, spec, batch_size=batch_size).iter_batches(batch_size=batch_size, batch_format="numpy"):
+    batches = window_dataset(table, fasta, spec, batch_size=batch_size).iter_batches(batch_size=batch_size, batch_format="numpy")
+    for batch in batches:
         n += len(batch["x"])
-    return n, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    del batches, batch  # release the iterator before the Ray session ends
+    return n, seconds
 
 
 def run(table: str, fasta: str, spec: WindowSpec, *, cpus: tuple[int, ...] = (1, 2), batch_size: int = 4096, fresh: bool = True) -> dict:

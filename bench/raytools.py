@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -38,4 +39,7 @@ def ray_session(num_cpus: int, num_gpus: int | None = None):
         DataContext.get_current().enable_progress_bars = False
         yield
     finally:
+        # Collect finished datasets and iterators first: their finalisers call into Ray, and
+        # a call after shutdown makes Ray's core worker end the whole process.
+        gc.collect()
         ray.shutdown()
