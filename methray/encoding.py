@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 N_CODE = 4
 """Code of N and of every non-ACGT character."""
@@ -30,6 +31,10 @@ for _i, _b in enumerate("ACGT"):
 
 ONE_HOT = np.zeros((5, 4), dtype=np.uint8)
 ONE_HOT[np.arange(4), np.arange(4)] = 1
+
+_ONE_HOT_WORDS = ONE_HOT.view(np.uint32).ravel()
+"""Each one-hot row of :data:`ONE_HOT` as one 4-byte word: a one-element lookup per base
+is ~6x faster than indexing the ``(5, 4)`` table (measured in ``bench/``)."""
 
 COMPLEMENT_CODES = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
 """Code -> code of the complementary base (A<->T, C<->G, N->N)."""
@@ -106,7 +111,16 @@ def gather_windows(padded_codes: np.ndarray, positions: np.ndarray, spec: Window
         ``(N, spec.length) uint8`` base codes; bases past a contig end are N (4).
     """
     pos = np.asarray(positions, dtype=np.int64)
-    return padded_codes[(pos + MAX_FLANK)[:, None] + spec.offsets()[None, :]]
+    offsets = spec.offsets()
+    lo = int(offsets[0])
+    # Copy each window's whole span as one contiguous row (much faster than an (N, L) index
+    # matrix), then keep the offsets' contiguous runs (two runs when the CpG is excluded).
+    rows = sliding_window_view(padded_codes, int(offsets[-1]) - lo + 1)[pos + MAX_FLANK + lo]
+    keep = offsets - lo
+    runs = np.split(keep, np.flatnonzero(np.diff(keep) != 1) + 1)
+    if len(runs) == 1:
+        return rows
+    return np.concatenate([rows[:, r[0] : r[-1] + 1] for r in runs], axis=1)
 
 
 def one_hot(codes: np.ndarray) -> np.ndarray:
@@ -124,7 +138,8 @@ def one_hot(codes: np.ndarray) -> np.ndarray:
         ``float32``: convert with ``.astype(np.float32)`` (or ``tensor.float()``) at the
         consumer, which keeps batches 4x smaller in transit.
     """
-    return ONE_HOT[codes]
+    codes = np.asarray(codes)
+    return _ONE_HOT_WORDS[codes].view(np.uint8).reshape(*codes.shape, 4)
 
 
 def encode_sequence(seq: str) -> np.ndarray:

@@ -18,6 +18,7 @@ Batches carry:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import ray
 
 from .encoding import WindowSpec, one_hot
@@ -56,12 +57,15 @@ def encode_batch(batch: dict[str, np.ndarray], reference: str, length: int, excl
 def _gather(reference: str, chroms, positions, spec: WindowSpec) -> np.ndarray:
     """Window codes ``(B, spec.length) uint8`` around ``positions``, one gather per contig."""
     ref = open_reference(reference)
-    chroms = np.asarray(chroms).astype(str)
     pos = np.asarray(positions, dtype=np.int64)
+    # Hash-based grouping (no string sort); a batch usually holds one chromosome.
+    group, names = pd.factorize(np.asarray(chroms))
+    if len(names) == 1:
+        return ref.windows(str(names[0]), pos, spec)
     codes = np.empty((len(pos), spec.length), dtype=np.uint8)
-    for chrom in np.unique(chroms):
-        sel = chroms == chrom
-        codes[sel] = ref.windows(chrom, pos[sel], spec)
+    for i, chrom in enumerate(names):
+        sel = group == i
+        codes[sel] = ref.windows(str(chrom), pos[sel], spec)
     return codes
 
 

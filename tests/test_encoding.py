@@ -64,3 +64,35 @@ def test_vectorised_windows_equal_pyfaidx_fetches_on_real_sites():
     contig = ref.contig_codes("chr22")
     assert (contig[pos] == 1).all() and (contig[pos + 1] == 2).all()
     assert ref.codes("chr22").shape == (ref.sizes["chr22"] + 2 * MAX_FLANK,)
+
+
+@pytest.mark.parametrize("spec", [WindowSpec(400, True), WindowSpec(1001), WindowSpec(7, True), WindowSpec(1), WindowSpec(2, True)])
+def test_fast_gather_and_one_hot_equal_plain_fancy_indexing(spec):
+    # The encoder copies contiguous spans and looks up 4-byte one-hot words (for speed);
+    # it must equal the obvious (N, L) index-matrix gather and (5, 4) table lookup.
+    from methray.encoding import ONE_HOT
+
+    ref = Reference(str(FASTA))
+    size = ref.sizes["chr22"]
+    pos = np.array([int(line.split("\t")[1]) - 1 for line in head_lines(IMR90, 300)] + [0, 1, size - 2, size - 1])
+    padded = ref.codes("chr22")
+    expected = padded[(pos + MAX_FLANK)[:, None] + spec.offsets()[None, :]]
+    got = gather_windows(padded, pos, spec)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(one_hot(got), ONE_HOT[expected])
+    assert one_hot(got).dtype == np.uint8 and one_hot(got).shape == (len(pos), spec.length, 4)
+
+
+def test_encode_batch_keeps_input_order_across_interleaved_chromosomes(tmp_path):
+    # Edge case (two contigs, rows interleaved): windows come back in input row order.
+    from methray.windows import encode_batch
+
+    fasta = tmp_path / "two.fa"
+    fasta.write_text(">a\nACGTACGTCGAAAA\n>b\nTTTTCGGGGGCCCC\n")
+    batch = {"chrom": np.array(["b", "a", "b", "a"], dtype=object), "pos": np.array([4, 1, 4, 8]), "beta": np.array([0.1, 0.2, 0.3, 0.4])}
+    out = encode_batch(batch, str(fasta), 4, False)
+    ref = Reference(str(fasta))
+    for i, (chrom, p) in enumerate(zip(batch["chrom"], batch["pos"])):
+        np.testing.assert_array_equal(out["x"][i], one_hot(ref.windows(chrom, np.array([p]), WindowSpec(4)))[0])
+    np.testing.assert_allclose(out["y"], [0.1, 0.2, 0.3, 0.4])
+    assert out["x"][0].argmax(axis=1).tolist() == [3, 3, 1, 2]  # b:[2, 6) = T T C G

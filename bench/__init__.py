@@ -1,0 +1,1 @@
+"""methray benchmarks: ``python bench/run.py`` (see ``bench/README.md``)."""
