@@ -96,13 +96,13 @@ BUDGETS = {
     "none": Budget("none"),
     "cpu": Budget(
         "cpu",
-        epochs=2,
+        epochs=3,
         train_sites={
-            "mrcnn": 10000, "cnn_baseline": 10000, "deepcpg_dna": 10000, "basset": 1000,
-            "deepsea": 500, "danq": 500, "danq_random_dropout": 500, "conv4_frss": 500,
+            "mrcnn": 30000, "cnn_baseline": 30000, "deepcpg_dna": 30000, "basset": 2000,
+            "deepsea": 1000, "danq": 1000, "danq_random_dropout": 1000, "conv4_frss": 500,
         },
-        val_sites=500,
-        test_sites=2000,
+        val_sites=1000,
+        test_sites=4000,
     ),
 }
 
