@@ -104,7 +104,7 @@ def main(argv=None) -> Path:
         print("prepare ...", flush=True)
         with machine.MemorySampler() as mem:
             cfg, n_sites, prepare_s, cov = prepare_table(Path(args.data), work, budget["rows"])
-        res["data"] = {"input": cov if not args.quick else f"first {budget['rows']} lines of imr90_wgbs.bismark.cov.gz", "sites": n_sites, "prepare_s": round(prepare_s, 2), "memory": mem.peak}
+        res["data"] = {"input": os.path.relpath(cov, ROOT) if not args.quick else f"first {budget['rows']} lines of imr90_wgbs.bismark.cov.gz", "sites": n_sites, "prepare_s": round(prepare_s, 2), "memory": mem.peak}
         sites = read_table(cfg.cpg_table, columns=["chrom", "pos"])
         chrom = sites["chrom"].iloc[0]
         positions = sites.loc[sites["chrom"] == chrom, "pos"].to_numpy(np.int64)
