@@ -35,7 +35,7 @@ def random_checkpoint(directory: str, name: str = "mrcnn") -> str:
     torch.manual_seed(0)
     info = models.get(name)
     model = models.build(name, n_outputs=1)
-    ckpt.save(directory, model, {"model": name, "task": "methylation", "window_length": info.window.length, "exclude_cpg": info.window.exclude_cpg, "n_outputs": 1, "params": {}})
+    ckpt.save(directory, model, ckpt.CheckpointMeta(model=name, task="methylation", window_length=info.window.length, exclude_cpg=info.window.exclude_cpg, n_outputs=1))
     return directory
 
 
@@ -60,9 +60,9 @@ def loop_scoring(table: str, fasta: str, checkpoint_dir: str, out_path: str, *, 
         preds = np.empty(len(df), np.float32)
         with torch.inference_mode():
             for i in range(0, len(df), batch_size):
-                enc = encode_batch({"chrom": chroms[i : i + batch_size], "pos": pos[i : i + batch_size]}, fasta, meta["window_length"], meta["exclude_cpg"])
+                enc = encode_batch({"chrom": chroms[i : i + batch_size], "pos": pos[i : i + batch_size]}, fasta, meta.window_length, meta.exclude_cpg)
                 x = torch.from_numpy(enc["x"]).to(device).float()
-                preds[i : i + batch_size] = tasks.predict(meta["task"], model(x))[:, 0].float().cpu().numpy()
+                preds[i : i + batch_size] = tasks.predict(meta.task, model(x))[:, 0].float().cpu().numpy()
         df["beta_pred"] = preds
         n = tracks.write_bedgraph(df, out_path, name="bench", description="methray bench", chrom_order=open_reference(fasta).chroms)
         return n, time.perf_counter() - start

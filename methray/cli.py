@@ -40,10 +40,10 @@ def _config(config: Path | None, sets: list[str] | None, out: str | None, *, dat
 
 
 def _stage(cfg, stage, *, with_ray: bool = True):
-    from . import pipeline
+    from .run import start_run
 
-    pipeline.start(cfg, with_ray=with_ray)
-    stage(cfg)
+    start_run(cfg, with_ray=with_ray)
+    return stage(cfg)
 
 
 @app.command()
@@ -75,7 +75,7 @@ def evaluate(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
     """Fit the CpG-density baseline and write the metric table (metrics.tsv / .parquet)."""
     from .pipeline import run_evaluate, summary
 
-    _stage(_config(config, set, out), lambda cfg: print(summary(run_evaluate(cfg))), with_ray=False)
+    typer.echo(summary(_stage(_config(config, set, out), run_evaluate, with_ray=False)))
 
 
 @app.command()
@@ -211,8 +211,55 @@ def list_models():
     typer.echo("* window excludes the CpG itself (MRCNN input); deepmethygene is not a sequence model (parameters for n_cpgs=100)")
 
 
+class _Stdout(logging.StreamHandler):
+    """INFO (and DEBUG) records as plain lines on the current ``sys.stdout``."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.addFilter(lambda record: record.levelno < logging.WARNING)
+
+    @property
+    def stream(self):  # looked up at each record: tests and callers may swap sys.stdout
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class _Stderr(logging.StreamHandler):
+    """Warnings and errors of every logger, as ``LEVEL name: message``."""
+
+    def __init__(self):
+        super().__init__()
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure_logging() -> None:
+    """Progress of the ``methray`` loggers (INFO) as plain lines on stdout, so the output reads
+    as a report; warnings and errors of every logger on stderr. Idempotent."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _Stderr) for h in root.handlers):
+        root.addHandler(_Stderr())
+        root.setLevel(logging.WARNING)
+    methray_log = logging.getLogger("methray")
+    methray_log.setLevel(logging.INFO)
+    if not any(isinstance(h, _Stdout) for h in methray_log.handlers):
+        methray_log.addHandler(_Stdout())
+
+
 def _quiet_logs() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")

@@ -26,6 +26,7 @@ resumes; delete ``models/<name>`` to retrain).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +37,9 @@ import torch
 from . import baseline, checkpoint, models, storage
 from .config import ModelConfig, RunConfig
 from .errors import MethrayError
+from .tables import read_table, write_table
+
+log = logging.getLogger(__name__)
 
 MODELS = ("mrcnn", "cnn_baseline", "deepcpg_dna", "deepsea", "basset", "danq", "danq_random_dropout", "conv4_frss")
 
@@ -125,7 +129,7 @@ def _checkpoint_current(path: str, expected: dict) -> bool:
     if not storage.exists(storage.join(path, "meta.json")):
         return False
     meta = checkpoint.read_meta(path)
-    return all(meta.get(k) == v for k, v in expected.items())
+    return all(getattr(meta, k, None) == v for k, v in expected.items())
 
 
 def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"]) -> pd.DataFrame:
@@ -152,12 +156,11 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     """
     import ray
 
-    from .evaluate import write_metrics
     from .genome import open_reference
     from .metrics import metric_rows
-    from .pipeline import _say, run_prepare, start
+    from .pipeline import run_prepare
     from .prepare import read_table
-    from .runtime import init_ray
+    from .run import start_ray, start_run
     from .score import predict_dataset, write_predictions
     from .tracks import sort_sites
     from .train import checkpoint_meta, fit, learning_rate, model_window
@@ -170,13 +173,13 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the widest window ({widest} bp): train and test windows could overlap")
     budget_line = budget.describe(names)
     t0 = time.perf_counter()
-    start(cfg, with_ray=False)
+    start_run(cfg, with_ray=False)
     if storage.exists(cfg.cpg_table):
-        _say(f"compare: reusing the CpG table {cfg.cpg_table} (delete it to prepare again)")
+        log.info(f"compare: reusing the CpG table {cfg.cpg_table} (delete it to prepare again)")
     else:
         run_prepare(cfg)
-    init_ray(cfg)
-    _say(f"compare: {budget_line}")
+    start_ray(cfg)
+    log.info(f"compare: {budget_line}")
 
     tissue = cfg.tissues[0].name
     order = open_reference(cfg.reference).chroms
@@ -193,7 +196,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         run_facts = {"compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": learning_rate(train_cfg, name), "batch_size": train_cfg.batch_size}
         if _checkpoint_current(ckpt_dir, run_facts):
             meta = checkpoint.read_meta(ckpt_dir)
-            _say(f"compare {name}: reusing {ckpt_dir} (same budget)")
+            log.info(f"compare {name}: reusing {ckpt_dir} (same budget)")
         else:
             res = fit(
                 encode_dataset(ray.data.from_pandas(train), cfg.reference, spec),
@@ -204,18 +207,14 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
                 storage_path=cfg.path("ray_train"),
                 checkpoint_dir=ckpt_dir,
             )
-            with storage.atomic_write(cfg.path("models", name, "train_history.tsv")) as fh:
-                pd.DataFrame(res.history).to_csv(fh, sep="\t", index=False)
-            meta = checkpoint.read_meta(ckpt_dir)
-            meta["train_seconds"] = res.seconds
-            meta["epochs_run"] = len(res.history)
-            _update_meta(ckpt_dir, meta)
+            meta = checkpoint.read_meta(ckpt_dir).model_copy(update={"train_seconds": res.seconds, "epochs_run": len(res.history)})
+            checkpoint.write_meta(ckpt_dir, meta)
         t = time.perf_counter()
         pred = sort_sites(predict_dataset(ray.data.from_pandas(test), cfg, ckpt_dir).to_pandas(), order)
         write_predictions(cfg, pred, tissue, name)
         frames.append(metric_rows(pred, name, tissue))
         runs.append(_run_row(name, spec, meta, len(train), time.perf_counter() - t))
-        _say(f"compare {name}: {len(train):,} train sites, {meta.get('epochs_run', '?')} epochs, best val MSE {meta.get('val_loss', float('nan')):.4f}; AUROC {frames[-1]['auroc'].iloc[0]:.3f}, RMSE {frames[-1]['rmse'].iloc[0]:.3f}")
+        log.info(f"compare {name}: {len(train):,} train sites, {meta.epochs_run or '?'} epochs, best val MSE {meta.val_loss if meta.val_loss is not None else float('nan'):.4f}; AUROC {frames[-1]['auroc'].iloc[0]:.3f}, RMSE {frames[-1]['rmse'].iloc[0]:.3f}")
 
     base_spec = specs[names[0]]
     base_train = _capped(sites["train"], budget.train_cap(names[0]))
@@ -225,30 +224,24 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     runs.append({"model": baseline.NAME, "window": _window_label(base_spec), "parameters": 3, "train_sites": len(base_train), "epochs": "-", "train_s": np.nan, "score_s": np.nan})
 
     tidy = pd.concat(frames, ignore_index=True)
-    write_metrics(tidy, cfg.path("comparison_metrics"))
+    write_table(tidy, cfg.path("comparison_metrics"))
     table = comparison_table(tidy, pd.DataFrame(runs))
     write_comparison(table, cfg.path("comparison"), f"methray compare, {tissue}, {cfg.genome}; {budget_line}")
-    _say(f"compare: {cfg.path('comparison.tsv')} and comparison.md ({time.perf_counter() - t0:.0f} s)")
+    log.info(f"compare: {cfg.path('comparison.tsv')} and comparison.md ({time.perf_counter() - t0:.0f} s)")
     return table
-
-
-def _update_meta(directory: str, meta: dict) -> None:
-    import json
-
-    with storage.atomic_write(storage.join(directory, "meta.json")) as fh:
-        fh.write(json.dumps(meta, indent=2))
 
 
 def _window_label(spec) -> str:
     return f"{spec.length}{' excl. CpG' if spec.exclude_cpg else ''}"
 
 
-def _run_row(name: str, spec, meta: dict, n_train: int, score_s: float) -> dict:
+def _run_row(name: str, spec, meta: checkpoint.CheckpointMeta, n_train: int, score_s: float) -> dict:
     with torch.device("meta"):
-        n_params = models.n_parameters(models.build(name, window_length=spec.length, n_outputs=1, **meta.get("params", {})))
+        n_params = models.n_parameters(models.build(name, window_length=spec.length, n_outputs=1, **meta.params))
     return {
         "model": name, "window": _window_label(spec), "parameters": n_params, "train_sites": n_train,
-        "epochs": meta.get("epochs_run", np.nan), "train_s": meta.get("train_seconds", np.nan), "score_s": score_s,
+        "epochs": meta.epochs_run if meta.epochs_run is not None else np.nan,
+        "train_s": meta.train_seconds if meta.train_seconds is not None else np.nan, "score_s": score_s,
     }
 
 
@@ -274,10 +267,9 @@ def comparison_table(tidy: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_comparison(table: pd.DataFrame, stem: str, header: str) -> None:
-    """Write ``<stem>.tsv`` (``# header`` line, then the table) and ``<stem>.md``, atomically."""
-    with storage.atomic_write(f"{stem}.tsv") as fh:
-        fh.write(f"# {header}\n")
-        table.to_csv(fh, sep="\t", index=False, float_format="%.4f")
+    """Write ``<stem>.tsv`` / ``.parquet`` (:func:`methray.tables.write_table`, ``header`` as
+    the comment line) and ``<stem>.md``, atomically."""
+    write_table(table, stem, [header])
     with storage.atomic_write(f"{stem}.md") as fh:
         fh.write(f"{header}\n\n{markdown(table)}\n")
 
@@ -299,7 +291,5 @@ def markdown(table: pd.DataFrame) -> str:
 
 def read_comparison(path: str) -> tuple[str, pd.DataFrame]:
     """Read ``comparison.tsv``: the header line (without ``# ``) and the table."""
-    fs, p = storage.filesystem(path)
-    with fs.open(p, "r") as fh:
-        header = fh.readline().removeprefix("# ").rstrip("\n")
-        return header, pd.read_csv(fh, sep="\t")
+    header, table = read_table(path)
+    return header[0], table

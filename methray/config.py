@@ -1,18 +1,24 @@
-"""The run configuration: one YAML file describes a run.
+"""Job configuration: one YAML file describes a job.
 
-Loading validates every key (unknown keys are errors, so typos do not pass silently),
-applies ``--set section.key=value`` overrides, and resolves relative local paths against
-``data_dir`` (inputs) or the current directory (``out_dir``). The resolved config is written
-into the run's output directory as ``config.yaml``.
+Every job's config extends :class:`JobConfig`, the common header (``run_name``, ``data_dir``,
+``out_dir``, ``genome``, ``reference``, the ``score``, ``ray`` and ``s3`` sections) and is
+loaded by :func:`load_job_config`: every key is validated (unknown keys are errors, so typos
+do not pass silently), ``--set section.key=value`` overrides are applied, and relative local
+paths are resolved: ``data_dir`` and ``out_dir`` against the current directory, input files
+against ``data_dir``. Resolution makes every local path absolute, so the resolved config that
+a run saves (``config.yaml`` in its run directory) loads again to the same paths from any
+working directory.
 
-See the README section "Configuration" for every key and its default.
+:class:`RunConfig` is the config of one run (prepare -> train -> score -> evaluate). See the
+README section "Configuration" for every key and its default.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,11 +27,13 @@ from . import storage
 from .errors import MethrayError
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """Base of every config section and job config: unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class TissueConfig(_Section):
+class TissueConfig(Section):
     """One tissue's measured methylation file."""
 
     name: str
@@ -33,13 +41,13 @@ class TissueConfig(_Section):
     format: Literal["bismark_cov", "bedgraph"] | None = None  # None = from the file name
 
 
-class PrepareConfig(_Section):
+class PrepareConfig(Section):
     min_coverage: int = Field(5, ge=1, description="reads a CpG needs (both strands merged)")
     max_non_cpg_fraction: float = Field(0.01, ge=0, le=1, description="fail above this fraction of sites that are not CpGs of the reference")
     rows_per_file: int = Field(32768, ge=1024, description="Parquet rows per file (Ray Data reads one block per file)")
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     n_blocks: int = Field(10, ge=3, description="contiguous blocks per chromosome when there is one chromosome")
@@ -49,7 +57,7 @@ class SplitConfig(_Section):
     seed: int = 0
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     name: str = "mrcnn"
     task: Literal["methylation", "multilabel"] = "methylation"
     window_length: int | None = None
@@ -57,7 +65,7 @@ class ModelConfig(_Section):
     params: dict = {}
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float | None = Field(None, gt=0, description="Adam learning rate; None = the model's default (methray models)")
@@ -71,40 +79,89 @@ class TrainConfig(_Section):
     seed: int = 0
 
 
-class ScoreConfig(_Section):
+class ScoreConfig(Section):
     batch_size: int = Field(1024, ge=1)
     actors: int = Field(1, ge=1)
     cpus_per_actor: float = Field(1, gt=0)
     gpus_per_actor: float = Field(0, ge=0, description="0 = CPU; set 1 (or a fraction) on GPU clusters")
 
 
-class RayConfig(_Section):
+class RayConfig(Section):
     address: str | None = None  # None: RAY_ADDRESS, then a running `ray start`, else embedded
     num_cpus: int | None = None  # embedded Ray only
 
 
-class S3Config(_Section):
+class S3Config(Section):
     endpoint_url: str | None = None
     region: str | None = None
 
 
-class RunConfig(_Section):
-    """A whole run. Paths may be local or ``s3://``."""
+def resolve_path(path: str | None, base: str) -> str | None:
+    """``path`` resolved against ``base``: unchanged when None, absolute or remote (``s3://``).
+
+    Local results are normalised (``a/../b`` -> ``b``); a remote ``base`` gives a remote path.
+    Resolving an already resolved path changes nothing.
+    """
+    if path is None or storage.is_remote(path) or os.path.isabs(path):
+        return path
+    if storage.is_remote(base):  # normpath would turn s3://b into s3:/b
+        return storage.join(base, path)
+    return os.path.normpath(os.path.join(base, path))
+
+
+class JobConfig(Section):
+    """The header every job config extends. Paths may be local or ``s3://``.
+
+    Subclasses add their sections and name their own input paths in :meth:`resolve_inputs`;
+    they may redeclare ``run_name`` / ``out_dir`` to change the defaults.
+    """
 
     run_name: str = "run"
-    data_dir: str = "."
-    out_dir: str = "runs/run"
-    genome: str = "hg19"
-    reference: str
+    data_dir: str = Field(".", description="base of relative input paths (resolved against the current directory)")
+    out_dir: str = Field("runs/run", description="run directory (resolved against the current directory)")
+    genome: str = Field("hg19", description="assembly name, recorded in outputs")
+    reference: str = Field(description="reference FASTA (with .fai); relative to data_dir")
+    score: ScoreConfig = ScoreConfig()
+    ray: RayConfig = RayConfig()
+    s3: S3Config = S3Config()
+
+    def path(self, *parts: str) -> str:
+        """A location inside the run directory: ``<out_dir>/<parts...>``."""
+        return storage.join(self.out_dir, *parts)
+
+    def resolve_paths(self, cwd: str) -> None:
+        """Make every local path absolute, in place (idempotent).
+
+        ``data_dir`` and ``out_dir`` are resolved against ``cwd``, then ``reference`` and the
+        subclass's inputs (:meth:`resolve_inputs`) against the absolute ``data_dir``.
+        """
+        self.data_dir = resolve_path(self.data_dir, cwd)
+        self.out_dir = resolve_path(self.out_dir, cwd)
+        self.reference = resolve_path(self.reference, self.data_dir)
+        self.resolve_inputs(self.data_dir, cwd)
+
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        """Resolve the job's own paths in place (``data_dir`` is already absolute). No-op here."""
+
+    def check(self) -> None:
+        """Checks across fields that need other modules (e.g. the model registry). No-op here.
+
+        Raises
+        ------
+        MethrayError
+            The config names something that does not exist.
+        """
+
+
+class RunConfig(JobConfig):
+    """A whole run: prepare -> train -> score -> evaluate."""
+
     cpg_islands: str | None = None
     tissues: list[TissueConfig]
     prepare: PrepareConfig = PrepareConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    score: ScoreConfig = ScoreConfig()
-    ray: RayConfig = RayConfig()
-    s3: S3Config = S3Config()
 
     @field_validator("tissues")
     @classmethod
@@ -114,9 +171,10 @@ class RunConfig(_Section):
             raise ValueError(f"tissue names must be unique, got {names}")
         return v
 
-    # Derived locations inside the run directory.
-    def path(self, *parts: str) -> str:
-        return storage.join(self.out_dir, *parts)
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        self.cpg_islands = resolve_path(self.cpg_islands, data_dir)
+        for t in self.tissues:
+            t.path = resolve_path(t.path, data_dir)
 
     @property
     def cpg_table(self) -> str:
@@ -135,14 +193,6 @@ def _set_dotted(data: dict, key: str, value) -> None:
         if not isinstance(node, dict):
             raise MethrayError(f"--set {key}: {p} is not a section")
     node[parts[-1]] = value
-
-
-def _resolve(path: str | None, base: str) -> str | None:
-    if path is None or storage.is_remote(path) or os.path.isabs(path):
-        return path
-    if storage.is_remote(base):  # normpath would turn s3://b into s3:/b
-        return storage.join(base, path)
-    return os.path.normpath(os.path.join(base, path))
 
 
 def read_config_data(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> dict:
@@ -164,7 +214,7 @@ def read_config_data(path: str | None = None, overrides: list[str] | None = None
                 data = yaml.safe_load(fh) or {}
         except yaml.YAMLError as exc:
             raise MethrayError(f"{path}: not valid YAML ({exc})") from exc
-    data = dict(data)
+    data = copy.deepcopy(data)  # overrides edit nested sections: leave the caller's dict alone
     for item in overrides or []:
         if "=" not in item:
             raise MethrayError(f"--set {item!r}: expected section.key=value")
@@ -183,32 +233,44 @@ def validate_config(model: type[BaseModel], data: dict, source: str | None = Non
         raise MethrayError(f"{source or 'config'}: {loc}: {err['msg']}") from None
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> RunConfig:
-    """Load and validate a run config.
+J = TypeVar("J", bound=JobConfig)
+
+
+def load_job_config(cls: type[J], path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> J:
+    """Load, validate and resolve a job config of class ``cls``.
 
     Parameters
     ----------
+    cls
+        A :class:`JobConfig` subclass (:class:`RunConfig`, ``TissueSetConfig``, ...).
     path
         YAML file (local or ``s3://``); or None with ``data``.
     overrides
         ``section.key=value`` strings; values are parsed as YAML (``train.epochs=2``).
     data
-        A config as a dict (used instead of reading ``path``).
+        A config as a dict (used instead of reading ``path``; not modified).
+
+    Returns
+    -------
+    JobConfig
+        With every local path absolute (:meth:`JobConfig.resolve_paths`), so that saving and
+        loading it again, from any working directory, gives the same config.
 
     Raises
     ------
     MethrayError
-        Missing file, YAML syntax error, or a key that is unknown / of the wrong type.
+        Missing file, YAML syntax error, a key that is unknown / of the wrong type, or a
+        failed :meth:`JobConfig.check`.
     """
-    cfg = validate_config(RunConfig, read_config_data(path, overrides, data), path)
-    base = cfg.data_dir
-    cfg.reference = _resolve(cfg.reference, base)
-    cfg.cpg_islands = _resolve(cfg.cpg_islands, base)
-    for t in cfg.tissues:
-        t.path = _resolve(t.path, base)
-    cfg.out_dir = _resolve(cfg.out_dir, os.getcwd())
-    cfg.data_dir = _resolve(cfg.data_dir, os.getcwd())
+    cfg = validate_config(cls, read_config_data(path, overrides, data), path)
+    cfg.resolve_paths(os.getcwd())
+    cfg.check()
     return cfg
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> RunConfig:
+    """:func:`load_job_config` for a :class:`RunConfig`."""
+    return load_job_config(RunConfig, path, overrides, data)
 
 
 def save_config(cfg: BaseModel, path: str) -> None:

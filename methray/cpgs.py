@@ -42,10 +42,8 @@ core, peak memory a few times the contig length in bytes.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -303,10 +301,7 @@ def enumerate_cpgs(
     if storage.is_remote(out_dir):
         work = out_dir
     else:
-        parent = Path(out_dir).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        work = str(parent / f".{Path(out_dir).name}.tmp-{uuid.uuid4().hex[:8]}")
-        os.mkdir(work)
+        work = storage.staging_dir(out_dir)
 
     summary = CpgSummary(
         out_dir=out_dir,
@@ -324,7 +319,7 @@ def enumerate_cpgs(
         with storage.atomic_write(storage.join(work, SUMMARY_NAME)) as fh:
             json.dump(summary.to_dict(), fh, indent=1)
         if not storage.is_remote(out_dir):
-            _swap_into_place(work, out_dir)
+            storage.replace_dir(work, out_dir)
     except BaseException:
         if not storage.is_remote(out_dir):
             shutil.rmtree(work, ignore_errors=True)
@@ -362,17 +357,6 @@ def _enumerate_contig(
         _write_part(table, storage.join(work, partition_dir(chrom), f"part-{i:05d}.parquet"))
         counts.files += 1
     return counts
-
-
-def _swap_into_place(work: str, out_dir: str) -> None:
-    """Rename the finished temp directory to ``out_dir``, replacing an old one last."""
-    old = None
-    if os.path.exists(out_dir):
-        old = str(Path(out_dir).parent / f".{Path(out_dir).name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out_dir, old)
-    os.rename(work, out_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_summary(path: str) -> CpgSummary:

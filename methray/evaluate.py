@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import baseline, storage
-from .checkpoint import read_meta, window_of
+from . import baseline
+from .checkpoint import read_meta
 from .config import RunConfig
 from .metrics import metric_rows
 from .prepare import read_table
 from .score import read_predictions, write_predictions
+from .tables import write_table
 
 
 def run_baseline(cfg: RunConfig, split: str = "test") -> None:
     """Fit the CpG-density baseline per tissue and write its predictions like a model's."""
-    spec = window_of(read_meta(cfg.checkpoint_dir))
+    spec = read_meta(cfg.checkpoint_dir).window
     for t in cfg.tissues:
         train = read_table(cfg.cpg_table, tissue=t.name, split="train")
         test = read_table(cfg.cpg_table, tissue=t.name, split=split)
@@ -35,19 +36,11 @@ def evaluate(cfg: RunConfig) -> pd.DataFrame:
     pd.DataFrame
         The tidy metric table (also written as ``metrics.tsv`` and ``metrics.parquet``).
     """
-    model = read_meta(cfg.checkpoint_dir)["model"]
+    model = read_meta(cfg.checkpoint_dir).model
     frames = []
     for t in cfg.tissues:
         for name in (model, baseline.NAME):
             frames.append(metric_rows(read_predictions(cfg, t.name, name), name, t.name))
     table = pd.concat(frames, ignore_index=True)
-    write_metrics(table, cfg.path("metrics"))
+    write_table(table, cfg.path("metrics"))
     return table
-
-
-def write_metrics(table: pd.DataFrame, stem: str) -> None:
-    """Write a metric table as ``<stem>.tsv`` and ``<stem>.parquet``, atomically."""
-    with storage.atomic_write(f"{stem}.tsv") as fh:
-        table.to_csv(fh, sep="\t", index=False, float_format="%.4f")
-    with storage.atomic_path(f"{stem}.parquet") as tmp:
-        table.to_parquet(tmp, index=False)

@@ -31,10 +31,11 @@ import pandas as pd
 from . import storage
 from .errors import MethrayError
 from .genome import Reference
-from .io.bed import IntervalIndex, load_islands
+from .io.bed import IntervalIndex
 from .io.methylation import read_methylation
 from .metrics import classification_metrics, metric_rows, regression_metrics
 from .prepare import TissueCounts, call_cpgs
+from .tables import write_table
 from .tissue_set import SetTissue, TissueSetConfig
 
 MAX_NON_CPG_FRACTION = 0.01
@@ -118,10 +119,9 @@ def _joined(pred: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     return measured.merge(pred[["chrom", "pos", "beta_pred", "in_cpg_island"]], on=["chrom", "pos"], how="inner")
 
 
-def _tsv(df: pd.DataFrame, path: str) -> str:
-    with storage.atomic_write(path) as fh:
-        df.to_csv(fh, sep="\t", index=False, float_format="%.4f")
-    return path
+def _table(df: pd.DataFrame, prefix: str, name: str) -> str:
+    write_table(df, storage.join(prefix, name))
+    return storage.join(prefix, f"{name}.tsv")
 
 
 def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, ref: Reference) -> dict[str, str]:
@@ -139,7 +139,7 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
         return {}
     preds = {t.name: predictions(t.name) for t in cfg.tissues}
     regions = {t.name: held_out(t) for t in cfg.tissues}
-    model_of = {t: metas[t]["model"] for t in preds}
+    model_of = {t: metas[t].model for t in preds}
     out = {}
 
     own = []
@@ -151,7 +151,7 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
             rows.insert(2, "region", label)
             rows.insert(3, "measured_not_scored", len(m) - len(both))
             own.append(rows)
-    out["metrics"] = _tsv(pd.concat(own, ignore_index=True), storage.join(prefix, "metrics.tsv"))
+    out["metrics"] = _table(pd.concat(own, ignore_index=True), prefix, "metrics")
 
     cross, joined_test = [], {}
     for model_tissue in preds:
@@ -160,12 +160,12 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
             sub = restrict(_joined(preds[model_tissue], m), reg)
             joined_test[(model_tissue, tissue)] = sub
             rows = metric_rows(sub, model_of[model_tissue], tissue)
-            rows.insert(1, "trained_on", metas[model_tissue].get("tissue", model_tissue))
+            rows.insert(1, "trained_on", metas[model_tissue].tissue or model_tissue)
             rows.insert(2, "model_of", model_tissue)
             rows = rows.rename(columns={"tissue": "tested_on"})
             rows["restriction"] = what
             cross.append(rows)
-    out["cross_tissue"] = _tsv(pd.concat(cross, ignore_index=True), storage.join(prefix, "cross_tissue.tsv"))
+    out["cross_tissue"] = _table(pd.concat(cross, ignore_index=True), prefix, "cross_tissue")
 
     donor_rows = []
     for t in cfg.tissues:
@@ -183,14 +183,14 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
                 )
     if donor_rows:
         donors = pd.DataFrame(donor_rows)
-        out["donors"] = _tsv(donors, storage.join(prefix, "donors.tsv"))
+        out["donors"] = _table(donors, prefix, "donors")
         spread = (
             donors.melt(id_vars=["model_of", "model", "tissue"], value_vars=["auroc", "rmse", "n"], var_name="metric")
             .groupby(["model_of", "model", "tissue", "metric"], sort=False)["value"]
             .agg(donors="count", mean="mean", sd="std", min="min", median="median", max="max")
             .reset_index()
         )
-        out["donors_summary"] = _tsv(spread, storage.join(prefix, "donors_summary.tsv"))
+        out["donors_summary"] = _table(spread, prefix, "donors_summary")
 
     own_test = {t: joined_test[(t, t)] for t in measured}
     out["figure"] = run_figure(own_test, preds, model_of,

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -207,16 +206,12 @@ def write_partitioned(table: pd.DataFrame, out: str, rows_per_file: int) -> None
         arrow_fs, path = storage.arrow_location(out)
         pads.write_dataset(data, path, filesystem=arrow_fs, **kwargs)
         return
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(out)}.tmp-{uuid.uuid4().hex[:8]}")
+    work = storage.staging_dir(os.path.abspath(out))
     try:
-        pads.write_dataset(data, tmp, **kwargs)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        pads.write_dataset(data, work, **kwargs)
+        storage.replace_dir(work, out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def read_table(path: str, *, tissue: str | None = None, split: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:

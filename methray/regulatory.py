@@ -49,8 +49,7 @@ Zhou J, Troyanskaya OG (2015). DeepSEA. Nat Methods 12: 931-934.
 
 from __future__ import annotations
 
-import json
-import os
+import logging
 import time
 from typing import Literal
 
@@ -63,11 +62,16 @@ from pydantic import Field
 
 from . import checkpoint as ckpt
 from . import models, storage, tasks, tracks
-from .config import RayConfig, S3Config, ScoreConfig, TrainConfig, _resolve, _Section, read_config_data, save_config, validate_config
+from .augment import reverse_complement
+from .config import JobConfig, Section, TrainConfig, load_job_config, resolve_path
 from .errors import MethrayError
 from .labels import build_labels, n_counts, read_labels, split_windows, window_starts
 from .metrics_multilabel import MEAN_ROW, multilabel_metrics
+from .run import start_ray, start_run
+from .tables import write_table
 from .windows import encode_intervals
+
+log = logging.getLogger(__name__)
 
 STEPS = ("labels", "train", "evaluate", "overfit", "genome")
 REGIONS = ("inside", "held_out")
@@ -80,7 +84,7 @@ OVERFIT_COLUMNS = ["stride", "model", "region", "mean_auroc", "mean_auprc", "n_w
 # --------------------------------------------------------------------------------------------
 
 
-class LabelsConfig(_Section):
+class LabelsConfig(Section):
     peaks: dict[str, str] = Field(default_factory=dict, description="class name -> narrowPeak / BED file")
     sites: list[str] = Field(default_factory=list, description="BED4+ site tables (name = factor)")
     chroms: list[str] | None = None
@@ -95,7 +99,7 @@ class LabelsConfig(_Section):
     seed: int = 0
 
 
-class RegSplitConfig(_Section):
+class RegSplitConfig(Section):
     valid_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
     inside_windows: int = Field(300, ge=1, description="windows of the inside-training block")
@@ -103,37 +107,34 @@ class RegSplitConfig(_Section):
     seed: int = 0
 
 
-class BudgetConfig(_Section):
+class BudgetConfig(Section):
     max_train_windows: int | None = Field(None, ge=1, description="cap on training windows (the inside block always included)")
     max_val_windows: int | None = Field(None, ge=1)
     max_eval_windows: int | None = Field(None, ge=1, description="cap per evaluated region (held-out, inside)")
     note: str = "full scale"
 
 
-class EvaluateConfig(_Section):
+class EvaluateConfig(Section):
     rc_average: bool = Field(True, description="average sigmoid outputs of the window and its reverse complement (DanQ)")
 
 
-class OverfitConfig(_Section):
+class OverfitConfig(Section):
     strides: list[int] = [100, 300, 500]
     models: list[str] | None = Field(None, description="default: all models")
 
 
-class GenomeConfig(_Section):
+class GenomeConfig(Section):
     model: str | None = Field(None, description="checkpoint to score with (default: the first model)")
     region: str | None = Field(None, description="chrom:start-end (0-based half-open) to score; default every chosen contig")
     stride: int | None = Field(None, ge=1, description="default: labels.stride")
     rc_average: bool = False
 
 
-class RegulatoryConfig(_Section):
+class RegulatoryConfig(JobConfig):
     """A regulatory-element run (``methray regulatory``). Paths may be local or ``s3://``."""
 
     run_name: str = "regulatory"
-    data_dir: str = "."
     out_dir: str = "runs/regulatory"
-    genome: str = "hg19"
-    reference: str
     labels: LabelsConfig
     split: RegSplitConfig = RegSplitConfig()
     models: list[str] = ["conv4_frss", "deepsea"]
@@ -143,12 +144,15 @@ class RegulatoryConfig(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     overfit: OverfitConfig = OverfitConfig()
     genome_scan: GenomeConfig = GenomeConfig()
-    score: ScoreConfig = ScoreConfig()
-    ray: RayConfig = RayConfig()
-    s3: S3Config = S3Config()
 
-    def path(self, *parts: str) -> str:
-        return storage.join(self.out_dir, *parts)
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        self.labels.peaks = {k: resolve_path(v, data_dir) for k, v in self.labels.peaks.items()}
+        self.labels.sites = [resolve_path(s, data_dir) for s in self.labels.sites]
+
+    def check(self) -> None:
+        for name in set(self.models) | set(self.overfit.models or []) | ({self.genome_scan.model} - {None}):
+            if models.get(name).window is None:
+                raise MethrayError(f"model {name!r} is not a sequence model")
 
     def labels_dir(self, stride: int) -> str:
         return self.path("labels", f"stride{stride}")
@@ -168,18 +172,7 @@ def load_regulatory_config(path: str | None = None, overrides: list[str] | None 
     MethrayError
         Missing file, bad YAML, an unknown key or a value of the wrong type, an unknown model.
     """
-    cfg = validate_config(RegulatoryConfig, read_config_data(path, overrides, json.loads(json.dumps(data)) if data else None), path)
-    for name in set(cfg.models) | set(cfg.overfit.models or []) | ({cfg.genome_scan.model} - {None}):
-        info = models.get(name)
-        if info.window is None:
-            raise MethrayError(f"model {name!r} is not a sequence model")
-    cfg.data_dir = _resolve(cfg.data_dir, os.getcwd())  # absolute first: Ray workers run elsewhere
-    base = cfg.data_dir
-    cfg.reference = _resolve(cfg.reference, base)
-    cfg.labels.peaks = {k: _resolve(v, base) for k, v in cfg.labels.peaks.items()}
-    cfg.labels.sites = [_resolve(s, base) for s in cfg.labels.sites]
-    cfg.out_dir = _resolve(cfg.out_dir, os.getcwd())
-    return cfg
+    return load_job_config(RegulatoryConfig, path, overrides, data)
 
 
 def budget_line(cfg: RegulatoryConfig) -> str:
@@ -321,11 +314,11 @@ def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: boo
     va = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "valid"), cfg.budget.max_val_windows, cfg.train.seed)
     params = cfg.model_params.get(model, {})
     models.build(model, window_length=length, n_outputs=len(classes), **params)  # fail early on a bad combination
-    meta = {
-        "model": model, "task": "multilabel", "window_length": length, "exclude_cpg": False, "n_outputs": len(classes),
-        "params": params, "classes": classes, "stride": stride, "genome": cfg.genome, "run_name": cfg.run_name,
-        "n_train_windows": int(len(tr)), "budget": budget_line(cfg),
-    }
+    meta = ckpt.CheckpointMeta(
+        model=model, task="multilabel", window_length=length, exclude_cpg=False, n_outputs=len(classes),
+        params=params, classes=classes, stride=stride, genome=cfg.genome, run_name=cfg.run_name,
+        n_train_windows=int(len(tr)), budget=budget_line(cfg),
+    )
     res = fit(
         interval_dataset(windows.iloc[tr], y[tr], cfg.reference),
         interval_dataset(windows.iloc[va], y[va], cfg.reference),
@@ -333,8 +326,6 @@ def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: boo
         storage_path=cfg.path("ray_train"), checkpoint_dir=storage.join(cfg.model_dir(model, stride), "checkpoint"),
         progress=progress,
     )
-    with storage.atomic_write(storage.join(cfg.model_dir(model, stride), "train_history.tsv")) as fh:
-        pd.DataFrame(res.history).to_csv(fh, sep="\t", index=False)
     return {"model": model, "stride": stride, "n_train": res.n_train, "n_val": res.n_val,
             "best_val_loss": res.best_val_loss, "seconds": res.seconds}
 
@@ -355,8 +346,6 @@ def rc_average_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         ``(N, K) float32`` probabilities ``(sigmoid(f(x)) + sigmoid(f(rc(x)))) / 2``; the same
         for ``x`` and ``rc(x)`` (strand symmetric by construction). Quang & Xie (2016), DanQ.
     """
-    from .train import reverse_complement
-
     both = model(torch.cat([x, reverse_complement(x)]))
     p = tasks.predict("multilabel", both)
     return (p[: len(x)] + p[len(x):]) / 2
@@ -390,7 +379,7 @@ class IntervalPredictor:
         enc = encode_intervals(batch, self.reference)
         out = {k: v for k, v in enc.items() if k != "x"}
         if len(enc["start"]) == 0:
-            out["prob"] = np.zeros((0, self.meta["n_outputs"]), np.float32)
+            out["prob"] = np.zeros((0, self.meta.n_outputs), np.float32)
             return out
         x = torch.from_numpy(enc["x"]).to(self.device).float()
         with torch.inference_mode():
@@ -449,7 +438,7 @@ def evaluate_model(cfg: RegulatoryConfig, model: str, stride: int) -> pd.DataFra
     """
     windows, y, classes = load_split_labels(cfg, stride)
     ck = storage.join(cfg.model_dir(model, stride), "checkpoint")
-    if ckpt.read_meta(ck)["classes"] != classes:
+    if ckpt.read_meta(ck).classes != classes:
         raise MethrayError(f"{ck}: trained on other classes than {classes}; retrain")
     masks = {"inside": windows["inside"].to_numpy(), "held_out": windows["split"].to_numpy() == "test"}
     rows = {r: cap_rows(np.flatnonzero(masks[r]), cfg.budget.max_eval_windows, cfg.train.seed) for r in REGIONS}
@@ -482,24 +471,6 @@ def overfit_table(metrics: pd.DataFrame, n_train: dict[tuple[str, int], int]) ->
     out["n_train"] = [n_train.get((m, int(s)), -1) for m, s in zip(out["model"], out["stride"])]
     out["region"] = pd.Categorical(out["region"], REGIONS)
     return out.sort_values(["stride", "model", "region"]).reset_index(drop=True).astype({"region": str})[OVERFIT_COLUMNS]
-
-
-def write_table(df: pd.DataFrame, stem: str, header: list[str]) -> None:
-    """Write ``<stem>.tsv`` (``# `` comment header lines, then the table) and ``<stem>.parquet``
-    (header in the schema metadata under ``methray.header``), atomically.
-
-    Read the TSV back with ``pd.read_csv(path, sep="\\t", comment="#")``.
-    """
-    with storage.atomic_write(stem + ".tsv") as fh:
-        for line in header:
-            fh.write(f"# {line}\n")
-        df.to_csv(fh, sep="\t", index=False, float_format="%.4f", lineterminator="\n")
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"methray.header": "\n".join(header).encode()})
-    import pyarrow.parquet as pq
-
-    with storage.atomic_path(stem + ".parquet") as tmp:
-        pq.write_table(table, tmp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,27 +552,6 @@ def _safe(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def _start_ray(cfg: RegulatoryConfig, tries: int = 3) -> None:
-    """:func:`methray.runtime.init_ray`, retried: on a saturated machine a new local Ray can miss
-    its (fixed, 30 s) raylet start-up deadline."""
-    from .runtime import init_ray
-
-    for attempt in range(1, tries + 1):
-        try:
-            init_ray(cfg)
-            return
-        except Exception as exc:  # Ray raises a bare Exception for this
-            if "timed out during startup" not in str(exc) or attempt == tries:
-                raise
-            ray.shutdown()
-            _say(f"ray: start-up timed out (machine busy); retry {attempt}/{tries - 1}")
-            time.sleep(10)
-
-
 def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dict:
     """Run the selected steps (default all, in order ``labels, train, evaluate, overfit, genome``).
 
@@ -620,13 +570,11 @@ def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dic
     if bad:
         raise MethrayError(f"unknown step(s) {bad}; expected some of {', '.join(STEPS)}")
     t0 = time.perf_counter()
-    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
-    storage.makedirs(cfg.out_dir)
-    save_config(cfg, cfg.path("config.yaml"))
+    start_run(cfg, with_ray=False)
     stride = cfg.labels.stride
     header = [f"methray regulatory {cfg.run_name}: {cfg.genome}, window {cfg.labels.length} bp, classes {cfg.labels.classes or 'all'}",
               budget_line(cfg)]
-    _say(f"methray: regulatory run {cfg.run_name!r} -> {cfg.out_dir}\n{header[1]}")
+    log.info(header[1])
     result: dict = {}
     over_models = cfg.overfit.models or cfg.models
     strides = sorted({stride} | (set(cfg.overfit.strides) if "overfit" in steps else set()))
@@ -634,10 +582,10 @@ def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dic
         for s in strides:
             t = time.perf_counter()
             info = make_labels(cfg, s)
-            _say(f"labels stride {s}:\n  " + info["summary"].format().replace("\n", "\n  ")
+            log.info(f"labels stride {s}:\n  " + info["summary"].format().replace("\n", "\n  ")
                  + f"\n  split {info['split']}, inside block {info['inside']} windows ({time.perf_counter() - t:.0f} s)")
     if any(s in steps for s in ("train", "evaluate", "overfit", "genome")):
-        _start_ray(cfg)
+        start_ray(cfg)
     n_train: dict[tuple[str, int], int] = {}
     jobs = [(m, stride) for m in cfg.models]
     if "overfit" in steps:
@@ -646,40 +594,40 @@ def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dic
         for m, s in jobs:
             r = train_model(cfg, m, s)
             n_train[(m, s)] = r["n_train"]
-            _say(f"train {m} stride {s}: {r['n_train']:,} train / {r['n_val']:,} val windows; best val BCE {r['best_val_loss']:.4f} ({r['seconds']:.0f} s)")
+            log.info(f"train {m} stride {s}: {r['n_train']:,} train / {r['n_val']:,} val windows; best val BCE {r['best_val_loss']:.4f} ({r['seconds']:.0f} s)")
     for m, s in jobs:
         if (m, s) not in n_train and storage.exists(storage.join(cfg.model_dir(m, s), "checkpoint", "meta.json")):
-            n_train[(m, s)] = int(ckpt.read_meta(storage.join(cfg.model_dir(m, s), "checkpoint")).get("n_train_windows", -1))
+            n_train[(m, s)] = ckpt.read_meta(storage.join(cfg.model_dir(m, s), "checkpoint")).n_train_windows or -1
     evaluated: list[pd.DataFrame] = []
     if "evaluate" in steps or "overfit" in steps:
         for m, s in jobs if "overfit" in steps else [(m, stride) for m in cfg.models]:
             t = time.perf_counter()
             evaluated.append(evaluate_model(cfg, m, s))
-            _say(f"evaluate {m} stride {s} ({time.perf_counter() - t:.0f} s)")
+            log.info(f"evaluate {m} stride {s} ({time.perf_counter() - t:.0f} s)")
         allm = pd.concat(evaluated, ignore_index=True)
     if "evaluate" in steps:
         main = allm[(allm["stride"] == stride) & allm["model"].isin(cfg.models)].reset_index(drop=True)
         write_table(main, cfg.path("metrics"), header)
         result["metrics"] = main
-        _say(metrics_summary(main))
+        log.info(metrics_summary(main))
     if "overfit" in steps:
         sel = allm[allm["model"].isin(over_models) & allm["stride"].isin(strides)]
         table = overfit_table(sel, n_train)
         write_table(table, cfg.path("overfit"), header + ["DeepGMAP Table 2: inside = a block of the training windows; held_out = the test block"])
         result["overfit"] = table
-        _say("overfitting check (mean over classes):\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        log.info("overfitting check (mean over classes):\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if "genome" in steps:
         t = time.perf_counter()
         gm = cfg.genome_scan.model or cfg.models[0]
         gs = cfg.genome_scan.stride or stride
         ck = storage.join(cfg.model_dir(gm, stride), "checkpoint")
-        classes = ckpt.read_meta(ck)["classes"]
+        classes = ckpt.read_meta(ck).classes
         wins, dropped = scan_windows(cfg, gs)
         wins, prob, _ = predict_windows(cfg, ck, wins, None, rc_average=cfg.genome_scan.rc_average)
         result["tracks"] = write_tracks(cfg, gm, gs, wins, prob, classes)
-        _say(f"genome {gm}: {len(wins):,} windows scored ({dropped:,} dropped for N) -> {len(result['tracks'])} bedGraphs in "
+        log.info(f"genome {gm}: {len(wins):,} windows scored ({dropped:,} dropped for N) -> {len(result['tracks'])} bedGraphs in "
              f"{cfg.path('tracks')} ({time.perf_counter() - t:.0f} s)")
-    _say(f"regulatory: outputs in {cfg.out_dir} ({time.perf_counter() - t0:.0f} s)")
+    log.info(f"regulatory: outputs in {cfg.out_dir} ({time.perf_counter() - t0:.0f} s)")
     return result
 
 

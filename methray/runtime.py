@@ -16,21 +16,26 @@ import logging
 import os
 
 import ray
-from ray._private.services import find_bootstrap_address
 
-from .config import RunConfig
+from .config import JobConfig
 from .storage import S3_ENV_VARS
 
 log = logging.getLogger(__name__)
 
 
-def init_ray(cfg: RunConfig | None = None) -> str:
+def init_ray(cfg: JobConfig | None = None) -> str:
     """Initialise Ray for this process (no-op if already initialised).
+
+    Parameters
+    ----------
+    cfg
+        Any job config (its ``ray`` section); None: environment and defaults only.
 
     Returns
     -------
     str
-        ``"cluster"`` when joining an existing cluster, ``"embedded"`` when started locally.
+        ``"cluster"`` when joining an existing cluster, ``"embedded"`` when started locally,
+        ``"existing"`` when Ray was already initialised in this process.
     """
     if ray.is_initialized():
         return "existing"
@@ -41,10 +46,7 @@ def init_ray(cfg: RunConfig | None = None) -> str:
     if address:
         ray.init(address=address, runtime_env=runtime_env, **quiet)
         return "cluster"
-    # The cluster of the last `ray start` on this machine (its address file in the Ray temp dir,
-    # as `ray.init()` finds it). Not `address="auto"`: that also joins any other Ray instance it
-    # sees running on the machine, e.g. another user's embedded one.
-    started = find_bootstrap_address(None)
+    started = started_cluster_address()
     if started:
         try:
             ray.init(address=started, runtime_env=runtime_env, **quiet)
@@ -59,6 +61,20 @@ def init_ray(cfg: RunConfig | None = None) -> str:
         **quiet,
     )
     return "embedded"
+
+
+def started_cluster_address() -> str | None:
+    """The address of the last ``ray start`` cluster of this machine, or None.
+
+    This is the address file in the Ray temp dir that a bare ``ray.init()`` reads. Ray has no
+    public call for it: ``ray.init()`` would join it but refuses ``num_cpus`` /
+    ``include_dashboard`` when it does, and ``address="auto"`` also joins any other Ray
+    instance it sees on the machine (e.g. another user's embedded one). So this one function
+    uses Ray's private ``find_bootstrap_address``.
+    """
+    from ray._private.services import find_bootstrap_address
+
+    return find_bootstrap_address(None)
 
 
 def worker_env() -> dict[str, str]:

@@ -51,10 +51,10 @@ class Predictor:
         self.reference = reference
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        enc = encode_batch(batch, self.reference, self.meta["window_length"], self.meta["exclude_cpg"])
+        enc = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)
         x = torch.from_numpy(enc["x"]).to(self.device).float()
         with torch.inference_mode():
-            pred = tasks.predict(self.meta["task"], self.model(x))[:, 0]
+            pred = tasks.predict(self.meta.task, self.model(x))[:, 0]
         out = {k: np.asarray(batch[k]) for k in OUTPUT_COLUMNS if k in batch}
         out["beta_pred"] = pred.float().cpu().numpy()
         return out
@@ -100,8 +100,7 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
     from .genome import open_reference
 
     checkpoint_dir = checkpoint_dir or cfg.checkpoint_dir
-    meta = ckpt.read_meta(checkpoint_dir)
-    model = meta["model"]
+    model = ckpt.read_meta(checkpoint_dir).model
     order = open_reference(cfg.reference).chroms
     out = {}
     for t in cfg.tissues:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,8 +45,11 @@ from . import storage, tracks
 from .cpgs import enumerate_cpgs, load_summary, partition_dir, read_cpgs
 from .errors import MethrayError
 from .genome import Reference
+from .run import start_ray, start_run
 from .shards import Shard, ShardLedger, plan_shards
 from .tissue_set import TissueSetConfig
+
+log = logging.getLogger(__name__)
 
 JOB_NAME = "job.json"
 SUMMARY_NAME = "_summary.json"
@@ -309,10 +313,6 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
 # ---------------------------------------------------------------- the job
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
 def check_checkpoints(cfg: TissueSetConfig) -> dict[str, dict]:
     """Load every checkpoint once in the driver (fail here, not in retried actors); tissue -> meta."""
     metas = {}
@@ -331,7 +331,7 @@ def _job_record(cfg: TissueSetConfig, metas: dict, table: str) -> dict:
         "reference": cfg.reference,
         "cpg_table": table,
         "max_n_fraction": cfg.max_n_fraction,
-        "tissues": [{"name": t.name, "checkpoint": t.checkpoint, "model": metas[t.name]["model"]} for t in cfg.tissues],
+        "tissues": [{"name": t.name, "checkpoint": t.checkpoint, "model": metas[t.name].model} for t in cfg.tissues],
     }
 
 
@@ -358,7 +358,7 @@ def cpg_table_for(cfg: TissueSetConfig, prefix: str, ref: Reference) -> str:
     if not storage.exists(storage.join(table, "_summary.json")):
         chroms = sorted({c for c, _, _ in cfg.parsed_regions()}, key=ref.chroms.index) if cfg.regions else cfg.chroms
         s = enumerate_cpgs(ref, table, cpg_islands=cfg.cpg_islands, max_n_fraction=cfg.max_n_fraction, chroms=chroms, overwrite=True)
-        _say(f"cpgs: {s.total:,} CpGs ({s.in_islands:,} in CpG islands, {s.excluded:,} excluded) -> {table} ({s.seconds:.1f} s)")
+        log.info(f"cpgs: {s.total:,} CpGs ({s.in_islands:,} in CpG islands, {s.excluded:,} excluded) -> {table} ({s.seconds:.1f} s)")
     return table
 
 
@@ -453,7 +453,6 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
         not appear under their final names.
     """
     from .genome import open_reference
-    from .runtime import init_ray
 
     t0 = time.perf_counter()
     storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
@@ -463,12 +462,12 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
         fs, p = storage.filesystem(summary_path)
         with fs.open(p, "r") as fh:
             done = json.load(fh)
-        _say(f"score-genome: {prefix} is already complete (remove it to score again)")
+        log.info(f"score-genome: {prefix} is already complete (remove it to score again)")
         return GenomeResult(**{**done, "already_complete": True})
 
     ref = open_reference(cfg.reference)
     metas = check_checkpoints(cfg)
-    storage.makedirs(prefix)
+    start_run(cfg, with_ray=False, run_dir=prefix)
     table = cpg_table_for(cfg, prefix, ref)
     _bind_job(prefix, _job_record(cfg, metas, table))
     shards = plan(cfg, ref)
@@ -482,18 +481,14 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
     n_cpgs = sum(c.cpgs for c in counts_list)
     n_excl = sum(c.excluded for c in counts_list)
     todo_sites = sum(counts[s.index].scored for s in todo)
-    _say(
+    log.info(
         f"score-genome: {prefix}: {len(shards)} shards of {cfg.shard_bp:,} bp ({len(shards) - len(todo)} done earlier); "
         f"{n_cpgs:,} CpGs, {n_excl:,} excluded (window > {cfg.max_n_fraction:g} N); {todo_sites:,} to score x {len(cfg.tissues)} model(s)"
     )
     t_score = time.perf_counter()
     scored_now = 0
     if todo:
-        mode = init_ray(cfg)
-        import ray
-
-        res = ray.cluster_resources()
-        _say(f"score-genome: Ray {mode} ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU); {cfg.score.actors} actor(s)")
+        log.info(f"score-genome: {start_ray(cfg)}; {cfg.score.actors} actor(s)")
         scored_now = run_shards(cfg, prefix, table, todo, counts, ledger)
     score_s = time.perf_counter() - t_score
     missing = ledger.missing(shards)
@@ -503,8 +498,8 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
     outputs = {}
     for t in cfg.tissues:
         meta = metas[t.name]
-        desc = f"methray {meta['model']} (trained on {meta.get('tissue', '?')}) predicted beta, {t.name}, {cfg.genome}, all CpGs"
-        outputs[t.name] = assemble_tracks(prefix, t.name, meta["model"], desc, shards, counts_list, ref.sizes)
+        desc = f"methray {meta.model} (trained on {meta.tissue or '?'}) predicted beta, {t.name}, {cfg.genome}, all CpGs"
+        outputs[t.name] = assemble_tracks(prefix, t.name, meta.model, desc, shards, counts_list, ref.sizes)
         outputs[t.name]["predictions"] = storage.join(prefix, "predictions", f"tissue={t.name}")
 
     from .genome_eval import evaluate_set
@@ -520,12 +515,12 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
         scored_this_run=scored_now,
         seconds=round(score_s, 3),
         outputs=outputs,
-        models={t.name: {"model": metas[t.name]["model"], "trained_on": metas[t.name].get("tissue"), "checkpoint": t.checkpoint} for t in cfg.tissues},
+        models={t.name: {"model": metas[t.name].model, "trained_on": metas[t.name].tissue, "checkpoint": t.checkpoint} for t in cfg.tissues},
         tables=tables,
     )
     with storage.atomic_write(summary_path) as fh:
         json.dump({k: v for k, v in result.__dict__.items() if k != "already_complete"}, fh, indent=1)
-    _say(f"score-genome: total {time.perf_counter() - t0:.1f} s")
+    log.info(f"score-genome: total {time.perf_counter() - t0:.1f} s")
     return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -163,6 +164,33 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     with atomic_path(path) as tmp:
         with open(tmp, mode) as fh:
             yield fh
+
+
+def staging_dir(final: str | os.PathLike) -> str:
+    """A new, empty local directory beside ``final`` (same file system), for :func:`replace_dir`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    return str(work)
+
+
+def replace_dir(work: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Rename the finished local directory ``work`` to ``final``, atomically for readers.
+
+    An existing ``final`` is first renamed aside and deleted only after the new one is in
+    place, so at every moment ``final`` is either the old or the new complete directory.
+    ``work`` must be on the same file system (:func:`staging_dir` makes one). Local paths only:
+    on ``s3://`` a directory is a prefix and there is nothing to rename.
+    """
+    final = Path(final)
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+    os.rename(work, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def local_copy(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:

@@ -31,21 +31,20 @@ current directory.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from . import storage
-from .config import RayConfig, S3Config, ScoreConfig, _resolve, _Section, read_config_data, validate_config
+from .config import JobConfig, Section, load_job_config, resolve_path
 from .errors import MethrayError
 from .shards import DEFAULT_SHARD_BP
 
 REGION_RE = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
 
 
-class SetTissue(_Section):
+class SetTissue(Section):
     """One (tissue, model) pair of the set."""
 
     name: str = Field(description="tissue name: output file names and table rows")
@@ -65,14 +64,11 @@ class SetTissue(_Section):
         return v
 
 
-class TissueSetConfig(_Section):
+class TissueSetConfig(JobConfig):
     """A genome-wide scoring job. Paths may be local or ``s3://``."""
 
     run_name: str = "genome"
-    data_dir: str = "."
     out_dir: str = "runs/genome"
-    genome: str = "hg19"
-    reference: str
     cpg_islands: str | None = None
     cpg_table: str | None = Field(None, description="a CpG table from `methray cpgs`; default: enumerated into <prefix>/cpgs")
     max_n_fraction: float = Field(0.5, ge=0, le=1, description="skip CpGs whose 1001 bp window has more N than this")
@@ -82,9 +78,6 @@ class TissueSetConfig(_Section):
     min_coverage: int = Field(5, ge=1, description="reads a measured CpG needs (count-free bedGraphs: not applied)")
     plot_region_bp: int = Field(50_000, ge=1000, description="width of the genome-browser panel of the plot")
     tissues: list[SetTissue]
-    score: ScoreConfig = ScoreConfig()
-    ray: RayConfig = RayConfig()
-    s3: S3Config = S3Config()
 
     @field_validator("tissues")
     @classmethod
@@ -102,6 +95,16 @@ class TissueSetConfig(_Section):
             if not m or int(m["start"].replace(",", "")) >= int(m["end"].replace(",", "")):
                 raise ValueError(f"region {r!r}: expected chrom:start-end (0-based half-open, start < end)")
         return v
+
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        # measured data beside the reference; run outputs (checkpoints, tables) from the cwd
+        self.cpg_islands = resolve_path(self.cpg_islands, data_dir)
+        for t in self.tissues:
+            t.measured = resolve_path(t.measured, data_dir)
+            t.donors = resolve_path(t.donors, data_dir)
+            t.checkpoint = resolve_path(t.checkpoint, cwd)
+            t.split_regions = resolve_path(t.split_regions, cwd)
+        self.cpg_table = resolve_path(self.cpg_table, cwd)
 
     def prefix(self, date: str | None = None) -> str:
         """Output prefix ``<out_dir>/<run_name>[/<date>]``."""
@@ -130,20 +133,7 @@ def load_tissue_set(path: str | None = None, overrides: list[str] | None = None,
     MethrayError
         Missing file, YAML error, unknown key or wrong type (file and key named).
     """
-    cfg = validate_config(TissueSetConfig, read_config_data(path, overrides, data), path)
-    cwd = os.getcwd()
-    cfg.data_dir = _resolve(cfg.data_dir, cwd)
-    base = cfg.data_dir
-    cfg.reference = _resolve(cfg.reference, base)
-    cfg.cpg_islands = _resolve(cfg.cpg_islands, base)
-    for t in cfg.tissues:
-        t.measured = _resolve(t.measured, base)
-        t.donors = _resolve(t.donors, base)
-        t.checkpoint = _resolve(t.checkpoint, cwd)
-        t.split_regions = _resolve(t.split_regions, cwd)
-    cfg.cpg_table = _resolve(cfg.cpg_table, cwd)
-    cfg.out_dir = _resolve(cfg.out_dir, cwd)
-    return cfg
+    return load_job_config(TissueSetConfig, path, overrides, data)
 
 
 def check_date(date: str | None) -> str | None:

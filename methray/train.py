@@ -19,19 +19,20 @@ from __future__ import annotations
 import logging
 import math
 import os
+import posixpath
 import shutil
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import ray
 import ray.train
 import torch
 
 from . import checkpoint as ckpt
 from . import models, storage, tasks
+from .augment import random_reverse_complement
 from .config import RunConfig, TrainConfig
 from .encoding import WindowSpec
 from .windows import window_dataset
@@ -64,17 +65,6 @@ def model_window(cfg: RunConfig) -> WindowSpec:
 def learning_rate(train_cfg: TrainConfig, model: str) -> float:
     """Adam learning rate: ``train.lr`` if set, else the model's registry default."""
     return train_cfg.lr or models.get(model).lr
-
-
-def reverse_complement(x: torch.Tensor) -> torch.Tensor:
-    """Reverse complement of one-hot windows ``(N, L, 4)`` (A, C, G, T order): flip L and the bases."""
-    return x.flip(dims=(1, 2))
-
-
-def random_reverse_complement(x: torch.Tensor) -> torch.Tensor:
-    """Replace a random half of the windows by their reverse complement (training augmentation)."""
-    flip = torch.rand(x.shape[0], device=x.device) < 0.5
-    return torch.where(flip[:, None, None], reverse_complement(x), x)
 
 
 def _all_reduce_sum(values: list[float]) -> list[float]:
@@ -133,7 +123,7 @@ def train_loop_per_worker(config: dict) -> None:
         if improved and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 net = model.module if hasattr(model, "module") else model
-                ckpt.save(tmp, net, {**config["meta"], "epoch": epoch, "val_loss": val_loss})
+                ckpt.save(tmp, net, config["meta"].model_copy(update={"epoch": epoch, "val_loss": val_loss}))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
@@ -162,14 +152,14 @@ def _follow_progress(queue, label: str, stop: threading.Event, history: list[dic
             continue
         history.append(m)
         if echo:
-            print(f"train {label} epoch {m['epoch']}: train_loss {m['train_loss']:.4f} val_loss {m['val_loss']:.4f} ({m['seconds']:.0f} s, {m['samples'] / max(m['seconds'], 1e-9):,.0f} samples/s)", flush=True)
+            log.info(f"train {label} epoch {m['epoch']}: train_loss {m['train_loss']:.4f} val_loss {m['val_loss']:.4f} ({m['seconds']:.0f} s, {m['samples'] / max(m['seconds'], 1e-9):,.0f} samples/s)")
 
 
 def fit(
     train_ds: "ray.data.Dataset",
     val_ds: "ray.data.Dataset",
     *,
-    meta: dict,
+    meta: ckpt.CheckpointMeta,
     train_cfg: TrainConfig,
     name: str,
     storage_path: str,
@@ -184,8 +174,8 @@ def fit(
         Ray Datasets with ``x`` ``(L, 4) uint8`` one-hot windows and ``y`` targets
         (``float32`` scalar for methylation, ``(K,)`` 0/1 for multilabel). Materialised here.
     meta
-        Checkpoint metadata: ``model``, ``task``, ``window_length``, ``exclude_cpg``,
-        ``n_outputs``, ``params`` (constructor overrides) and anything else to record.
+        Checkpoint metadata (the model to build and anything else to record); each saved
+        checkpoint adds its ``epoch`` and ``val_loss``.
     train_cfg
         The ``train`` config section (epochs, batch size, lr, patience, workers, GPU, ...).
     name
@@ -193,9 +183,10 @@ def fit(
     storage_path
         Ray Train storage (local folder or ``s3://``).
     checkpoint_dir
-        Where the best checkpoint is published (local or ``s3://``).
+        Where the best checkpoint is published (local or ``s3://``); the per-epoch history
+        goes beside it (:func:`history_path`).
     progress
-        Print one line per epoch as it finishes.
+        Log one line per epoch as it finishes.
 
     Returns
     -------
@@ -217,14 +208,14 @@ def fit(
         raise MethrayError(f"no {'training' if n_train == 0 else 'validation'} windows; check the split section")
     use_gpu = train_cfg.use_gpu if train_cfg.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= 1
     loop_config = {
-        "model": meta["model"],
-        "task": meta["task"],
-        "window_length": meta["window_length"],
-        "n_outputs": meta["n_outputs"],
-        "params": meta.get("params", {}),
+        "model": meta.model,
+        "task": meta.task,
+        "window_length": meta.window_length,
+        "n_outputs": meta.n_outputs,
+        "params": meta.params,
         "epochs": train_cfg.epochs,
         "batch_size": train_cfg.batch_size,
-        "lr": learning_rate(train_cfg, meta["model"]),
+        "lr": learning_rate(train_cfg, meta.model),
         "patience": train_cfg.patience,
         "shuffle_buffer": train_cfg.shuffle_buffer,
         "rc_augment": train_cfg.rc_augment,
@@ -254,7 +245,7 @@ def fit(
         ),
     )
     stop, history = threading.Event(), []
-    follower = threading.Thread(target=_follow_progress, args=(queue, meta["model"], stop, history, progress), daemon=True)
+    follower = threading.Thread(target=_follow_progress, args=(queue, meta.model, stop, history, progress), daemon=True)
     follower.start()
     try:
         result = trainer.fit()
@@ -265,25 +256,26 @@ def fit(
     if result.checkpoint is None:
         raise MethrayError("training produced no checkpoint (no epoch finished)")
     publish_checkpoint(result.checkpoint, checkpoint_dir)
+    write_history(history, history_path(checkpoint_dir))
     best = min(h["val_loss"] for h in history) if history else float("nan")
     return TrainResult(checkpoint_dir, history, best, n_train, n_val, time.perf_counter() - start)
 
 
-def checkpoint_meta(cfg: RunConfig, spec: WindowSpec, **extra) -> dict:
-    """Checkpoint metadata for the configured model (see :mod:`methray.checkpoint`)."""
+def checkpoint_meta(cfg: RunConfig, spec: WindowSpec, **extra) -> ckpt.CheckpointMeta:
+    """Checkpoint metadata for the configured model; ``extra`` sets further fields."""
     info = models.get(cfg.model.name)
     n_outputs = cfg.model.n_outputs or (1 if cfg.model.task == "methylation" else info.n_outputs)
-    return {
-        "model": cfg.model.name,
-        "task": cfg.model.task,
-        "window_length": spec.length,
-        "exclude_cpg": spec.exclude_cpg,
-        "n_outputs": n_outputs,
-        "params": cfg.model.params,
-        "genome": cfg.genome,
-        "run_name": cfg.run_name,
+    return ckpt.CheckpointMeta(
+        model=cfg.model.name,
+        task=cfg.model.task,
+        window_length=spec.length,
+        exclude_cpg=spec.exclude_cpg,
+        n_outputs=n_outputs,
+        params=cfg.model.params,
+        genome=cfg.genome,
+        run_name=cfg.run_name,
         **extra,
-    }
+    )
 
 
 def train(cfg: RunConfig) -> TrainResult:
@@ -324,6 +316,20 @@ def train(cfg: RunConfig) -> TrainResult:
     )
 
 
+def history_path(checkpoint_dir: str) -> str:
+    """``train_history.tsv`` beside a checkpoint directory (``<run>/checkpoint`` -> ``<run>/train_history.tsv``)."""
+    parent = posixpath.dirname(checkpoint_dir.rstrip("/")) if storage.is_remote(checkpoint_dir) else os.path.dirname(os.path.abspath(checkpoint_dir))
+    return storage.join(parent, "train_history.tsv")
+
+
+def write_history(history: list[dict], path: str) -> None:
+    """Write the per-epoch metrics (epoch, train_loss, val_loss, samples, seconds, best_val_loss) as TSV, atomically."""
+    import pandas as pd
+
+    with storage.atomic_write(path) as fh:
+        pd.DataFrame(history).to_csv(fh, sep="\t", index=False)
+
+
 def publish_checkpoint(checkpoint: "ray.train.Checkpoint", target: str) -> None:
     """Copy a Ray Train checkpoint to ``target`` (local or ``s3://``), replacing it atomically."""
     with tempfile.TemporaryDirectory(prefix="methray-ckpt-") as tmp:
@@ -333,9 +339,9 @@ def publish_checkpoint(checkpoint: "ray.train.Checkpoint", target: str) -> None:
             for name in os.listdir(tmp):
                 fs.put_file(os.path.join(tmp, name), f"{p}/{name}")
             return
-        staging = f"{target}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(tmp, staging)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        staging = storage.staging_dir(target)
+        try:
+            shutil.copytree(tmp, staging, dirs_exist_ok=True)
+            storage.replace_dir(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

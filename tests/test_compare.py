@@ -4,6 +4,7 @@ comparison table's columns, header and shared test sites."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,8 @@ def test_checkpoint_reloads_and_predictor_reproduces_the_scores(comparison):
     directory = cfg.path("models", "cnn_baseline", "checkpoint")
     model, meta = checkpoint.load(directory)
     assert isinstance(model, CNNBaseline) and not model.training
-    assert (meta["model"], meta["task"], meta["n_outputs"], meta["window_length"], meta["exclude_cpg"]) == ("cnn_baseline", "methylation", 1, 400, True)
-    assert meta["n_train"] == 600 and meta["epochs_run"] == 1 and meta["compare_budget"] == "tiny"
+    assert (meta.model, meta.task, meta.n_outputs, meta.window_length, meta.exclude_cpg) == ("cnn_baseline", "methylation", 1, 400, True)
+    assert meta.n_train == 600 and meta.epochs_run == 1 and meta.compare_budget == "tiny"
     history = pd.read_csv(cfg.path("models", "cnn_baseline", "train_history.tsv"), sep="\t")
     assert history["epoch"].tolist() == [1] and np.isfinite(history["val_loss"]).all()
 
@@ -85,11 +86,12 @@ def test_checkpoint_reloads_and_predictor_reproduces_the_scores(comparison):
     assert out["beta_pred"].std() > 0  # depends on the sequence
 
 
-def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, capsys):
+def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, caplog):
     cfg, table = comparison
+    caplog.set_level(logging.INFO, logger="methray")
     before = Path(cfg.path("models", "deepcpg_dna", "checkpoint", "model.pt")).stat().st_mtime_ns
     again = compare(cfg, names=["deepcpg_dna"], budget=TINY)
-    assert "compare deepcpg_dna: reusing" in capsys.readouterr().out
+    assert "compare deepcpg_dna: reusing" in caplog.text
     assert Path(cfg.path("models", "deepcpg_dna", "checkpoint", "model.pt")).stat().st_mtime_ns == before
     first = table.set_index("model").loc["deepcpg_dna", "auroc"]
     assert again.set_index("model").loc["deepcpg_dna", "auroc"] == pytest.approx(first)

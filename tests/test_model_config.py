@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from methray import tasks
-from methray.checkpoint import window_of
 from methray.cli import main
 from methray.config import load_config, save_config
 from methray.encoding import WindowSpec
@@ -44,8 +43,8 @@ def test_all_nine_names_resolve_from_the_config(tmp_path):
         spec = model_window(cfg)
         assert spec == get(name).window, name  # the registry window, CpG exclusion included
         meta = checkpoint_meta(cfg, spec)
-        assert (meta["model"], meta["task"], meta["n_outputs"]) == (name, "methylation", 1)
-        model = build(meta["model"], window_length=meta["window_length"], n_outputs=meta["n_outputs"], **meta["params"]).eval()
+        assert (meta.model, meta.task, meta.n_outputs) == (name, "methylation", 1)
+        model = build(meta.model, window_length=meta.window_length, n_outputs=meta.n_outputs, **meta.params).eval()
         with torch.no_grad():
             assert model(torch.zeros(2, spec.length, 4)).shape == (2, 1), name
     # deepmethygene resolves (it is registered) but has no DNA window
@@ -61,11 +60,11 @@ def test_model_overrides_from_config_and_set(tmp_path):
                                              "model.window_length=300", "model.params={redraw: run}"])
     spec = model_window(cfg)
     meta = checkpoint_meta(cfg, spec)
-    assert window_of(meta) == WindowSpec(300) and meta["n_outputs"] == 3 and meta["task"] == "multilabel"
-    model = build(meta["model"], window_length=300, n_outputs=3, **meta["params"])
+    assert meta.window == WindowSpec(300) and meta.n_outputs == 3 and meta.task == "multilabel"
+    model = build(meta.model, window_length=300, n_outputs=3, **meta.params)
     assert model.redraw == "run" and model(torch.zeros(2, 300, 4)).shape == (2, 3)
     # multilabel without n_outputs keeps the published number of outputs
-    assert checkpoint_meta(load_config(data=data, overrides=["model.name=deepsea", "model.task=multilabel"]), spec)["n_outputs"] == 919
+    assert checkpoint_meta(load_config(data=data, overrides=["model.name=deepsea", "model.task=multilabel"]), spec).n_outputs == 919
     with pytest.raises(MethrayError, match="model.task"):
         load_config(data=data, overrides=["model.task=classification"])
     with pytest.raises(MethrayError, match="unknown model 'mrcnn2'"):

@@ -16,7 +16,7 @@ from methray.metrics_multilabel import multilabel_metrics
 from methray.regulatory import (
     cap_rows, load_regulatory_config, load_split_labels, make_labels, rc_average_probs, run_regulatory, scan_windows,
 )
-from methray.train import reverse_complement
+from methray.augment import reverse_complement
 from methray.windows import encode_intervals
 
 from conftest import DATA, FASTA

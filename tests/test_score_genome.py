@@ -32,7 +32,7 @@ TEST_REGIONS = "chrom\tstart\tend\tsplit\nchr22\t0\t24500000\ttrain\nchr22\t2450
 def _checkpoint(root: Path, tissue: str, seed: int) -> Path:
     torch.manual_seed(seed)
     model = models.build("mrcnn", window_length=400, n_outputs=1)
-    meta = {"model": "mrcnn", "task": "methylation", "window_length": 400, "exclude_cpg": True, "n_outputs": 1, "params": {}, "tissue": tissue}
+    meta = checkpoint.CheckpointMeta(model="mrcnn", task="methylation", window_length=400, exclude_cpg=True, n_outputs=1, tissue=tissue)
     checkpoint.save(root / "checkpoint", model, meta)
     (root / "split_regions.tsv").write_text(TEST_REGIONS)
     return root / "checkpoint"
