@@ -94,7 +94,8 @@ def regulatory(
     steps: Annotated[Optional[str], typer.Option("--steps", help="Comma-separated subset of labels,train,evaluate,overfit,genome (default all).")] = None,
 ):
     """Regulatory elements: peaks -> labelled windows -> multi-label models -> AUROC/AUPRC, stride table, bedGraphs."""
-    from .regulatory import load_regulatory_config, run_regulatory
+    from .regulatory.config import load_regulatory_config
+    from .regulatory.job import run_regulatory
 
     overrides = list(set or []) + ([f"out_dir={out}"] if out else [])
     run_regulatory(load_regulatory_config(str(config), overrides), steps.split(",") if steps else None)

@@ -13,52 +13,15 @@ order, 0-based half-open, with a ``track`` line), both written atomically.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import ray
-import torch
 
 from . import checkpoint as ckpt
-from . import storage, tasks, tracks
+from . import storage, tracks
 from .config import RunConfig
 from .errors import MethrayError
-from .windows import cpg_dataset, encode_batch
-
-OUTPUT_COLUMNS = ("chrom", "pos", "tissue", "in_cpg_island", "split", "beta")
-
-
-class Predictor:
-    """A Ray Data callable class: encode windows and predict, model loaded once per actor.
-
-    Parameters
-    ----------
-    checkpoint_dir
-        A methray checkpoint (:mod:`methray.checkpoint`), local or ``s3://``.
-    reference
-        FASTA path (local or ``s3://``).
-    threads
-        torch intra-op threads for CPU inference.
-
-    ``__call__`` takes a batch with ``chrom`` ``(B,)`` and ``pos`` ``(B,) int64`` and returns
-    the input columns plus ``beta_pred`` ``(B,) float32`` (first model output after the
-    task transform: clipped to [0, 1] for methylation).
-    """
-
-    def __init__(self, checkpoint_dir: str, reference: str, threads: int = 1):
-        torch.set_num_threads(max(1, threads))
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model, self.meta = ckpt.load(checkpoint_dir, self.device)
-        self.reference = reference
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        enc = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)
-        x = torch.from_numpy(enc["x"]).to(self.device).float()
-        with torch.inference_mode():
-            pred = tasks.predict(self.meta.task, self.model(x))[:, 0]
-        out = {k: np.asarray(batch[k]) for k in OUTPUT_COLUMNS if k in batch}
-        out["beta_pred"] = pred.float().cpu().numpy()
-        return out
-
+from .predictor import Predictor
+from .windows import cpg_dataset
 
 def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -> ray.data.Dataset:
     """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...)."""

@@ -45,6 +45,7 @@ from . import storage, tracks
 from .cpgs import enumerate_cpgs, load_summary, partition_dir, read_cpgs
 from .errors import MethrayError
 from .genome import Reference
+from .predictor import Predictor
 from .run import start_ray, start_run
 from .shards import Shard, ShardLedger, plan_shards
 from .tissue_set import TissueSetConfig
@@ -216,8 +217,6 @@ class SetPredictor:
     """
 
     def __init__(self, checkpoints: dict[str, str], reference: str, batch_size: int, threads: int = 1):
-        from .score import Predictor
-
         loaded: dict[str, Predictor] = {}
         self.predictors = {}
         for tissue, path in checkpoints.items():

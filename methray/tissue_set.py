@@ -39,9 +39,9 @@ from pydantic import Field, field_validator
 from . import storage
 from .config import JobConfig, Section, load_job_config, resolve_path
 from .errors import MethrayError
+from .regions import parse_region
 from .shards import DEFAULT_SHARD_BP
 
-REGION_RE = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
 
 
 class SetTissue(Section):
@@ -91,9 +91,7 @@ class TissueSetConfig(JobConfig):
     @classmethod
     def _regions(cls, v):
         for r in v or []:
-            m = REGION_RE.match(r)
-            if not m or int(m["start"].replace(",", "")) >= int(m["end"].replace(",", "")):
-                raise ValueError(f"region {r!r}: expected chrom:start-end (0-based half-open, start < end)")
+            parse_region(r)
         return v
 
     def resolve_inputs(self, data_dir: str, cwd: str) -> None:
@@ -113,13 +111,7 @@ class TissueSetConfig(JobConfig):
 
     def parsed_regions(self) -> list[tuple[str, int, int]] | None:
         """``regions`` as ``(chrom, start, end)`` tuples (0-based half-open), or None."""
-        if self.regions is None:
-            return None
-        out = []
-        for r in self.regions:
-            m = REGION_RE.match(r)
-            out.append((m["chrom"], int(m["start"].replace(",", "")), int(m["end"].replace(",", ""))))
-        return out
+        return None if self.regions is None else [parse_region(r) for r in self.regions]
 
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

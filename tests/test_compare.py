@@ -17,7 +17,7 @@ from methray.compare import Budget, TABLE_METRICS, compare, read_comparison
 from methray.config import load_config
 from methray.errors import MethrayError
 from methray.models.cnn_baseline import CNNBaseline
-from methray.score import Predictor
+from methray.predictor import Predictor
 
 from conftest import FASTA, slice_config
 

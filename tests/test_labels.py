@@ -8,7 +8,8 @@ import pytest
 from methray.errors import MethrayError
 from methray.genome import Reference
 from methray.io.bed import covered_bp, merge_intervals, read_bed
-from methray.labels import (
+from methray.regulatory.labels import (
+    LabelSpec,
     build_labels,
     point_windows,
     read_labels,
@@ -83,7 +84,7 @@ def test_summit_labels_half_open(tiny):
         "NO_SUMMIT": _write(tmp / "d.narrowPeak", [_np_row("chrA", 2000, 2101, -1)]),  # centre 2050
         "TAIL": _write(tmp / "e.narrowPeak", [_np_row("chrA", 2850, 2950, 50)]),  # 2900: off-grid
     }
-    s = build_labels(ref, str(tmp / "out"), peaks=peaks, chroms=["chrA"])
+    s = build_labels(ref, str(tmp / "out"), LabelSpec(peaks=peaks, chroms=["chrA"]))
     w, y, classes = read_labels(str(tmp / "out"))
     assert classes == list(peaks)
     assert w["start"].tolist() == [0, 300, 600, 900, 1200, 1500, 1800]
@@ -109,7 +110,7 @@ def test_summit_labels_half_open(tiny):
 def test_n_windows_dropped_and_counted(tiny):
     tmp, ref = tiny
     peaks = {"P": _write(tmp / "p.bed", [("chrB", 1200, 1201)])}
-    s = build_labels(ref, str(tmp / "out"), peaks=peaks)
+    s = build_labels(ref, str(tmp / "out"), LabelSpec(peaks=peaks))
     w, y, _ = read_labels(str(tmp / "out"))
     # chrA 7 + chrB 4 windows; chrB [900, 1900) has 150 N > 100 -> dropped;
     # [300, 1300) and [600, 1600) have exactly 100 N (fraction 0.1, not > 0.1) -> kept
@@ -118,7 +119,7 @@ def test_n_windows_dropped_and_counted(tiny):
     assert y[w["chrom"] == "chrB", 0].tolist() == [0, 1, 1]
     assert s.positives == {"P": 2}
     assert s.unplaced == {"P": 0}
-    s2 = build_labels(ref, str(tmp / "out2"), peaks=peaks, max_n_fraction=0.05)
+    s2 = build_labels(ref, str(tmp / "out2"), LabelSpec(peaks=peaks, max_n_fraction=0.05))
     assert s2.windows_dropped_n == 3
     assert s2.unplaced == {"P": 1}  # its only windows were dropped for N
 
@@ -130,7 +131,7 @@ def test_site_factor_min_sites(tiny):
         ("chrA", 700, 701, "F2", 0, "+"),
         ("chrA", 1000, 1002, "F3", 0, "+"), ("chrA", 1600, 1601, "F3", 0, "+"),
     ])
-    s = build_labels(ref, str(tmp / "out"), sites=sites, min_sites=2, chroms=["chrA"])
+    s = build_labels(ref, str(tmp / "out"), LabelSpec(sites=sites, min_sites=2, chroms=["chrA"]))
     assert s.classes == ["F1", "F3"]
     assert s.classes_dropped == {"F2": 1}  # only sites on the chosen contigs count (F1: 2 on chrA)
     _, y, classes = read_labels(str(tmp / "out"))
@@ -141,11 +142,11 @@ def test_site_factor_min_sites(tiny):
     # a site factor named like a peak class: error, unless the factors get a prefix
     peaks = {"F1": _write(tmp / "f1.bed", [("chrA", 10, 20)])}
     with pytest.raises(MethrayError, match="F1.*site_prefix"):
-        build_labels(ref, str(tmp / "out2"), peaks=peaks, sites=sites, min_sites=2)
-    s = build_labels(ref, str(tmp / "out2"), peaks=peaks, sites=sites, min_sites=2, site_prefix="tf:")
+        build_labels(ref, str(tmp / "out2"), LabelSpec(peaks=peaks, sites=sites, min_sites=2))
+    s = build_labels(ref, str(tmp / "out2"), LabelSpec(peaks=peaks, sites=sites, min_sites=2, site_prefix="tf:"))
     assert s.classes == ["F1", "tf:F1", "tf:F3"] and s.classes_dropped == {"tf:F2": 1}
     with pytest.raises(MethrayError, match="no classes"):
-        build_labels(ref, str(tmp / "out3"), sites=sites, min_sites=10)
+        build_labels(ref, str(tmp / "out3"), LabelSpec(sites=sites, min_sites=10))
 
 
 def test_deepsea_half_overlap(tiny):
@@ -157,17 +158,17 @@ def test_deepsea_half_overlap(tiny):
         "UNION": _write(tmp / "u.bed", [("chrA", 1400, 1460), ("chrA", 1420, 1480)]),  # union 80 bp of bin 5
         "TWO": _write(tmp / "t.bed", [("chrA", 1800, 1850), ("chrA", 1900, 1950)]),  # 2 x 50 bp in bin 7
     }
-    s = build_labels(ref, str(tmp / "out"), peaks=peaks, chroms=["chrA"], mode="deepsea")
+    s = build_labels(ref, str(tmp / "out"), LabelSpec(peaks=peaks, chroms=["chrA"], mode="deepsea"))
     w, y, classes = read_labels(str(tmp / "out"))
     assert s.stride == 200 and len(w) == 11
     assert (w["bin_start"] - w["start"] == 400).all() and (w["end"] - w["bin_end"] == 400).all()
     pos = {c: np.flatnonzero(y[:, k]).tolist() for k, c in enumerate(classes)}
     assert pos == {"HALF": [0, 1], "LESS": [], "UNION": [], "TWO": [7]}
-    s = build_labels(ref, str(tmp / "out2"), peaks=peaks, chroms=["chrA"], mode="deepsea", min_overlap=0.25)
+    s = build_labels(ref, str(tmp / "out2"), LabelSpec(peaks=peaks, chroms=["chrA"], mode="deepsea", min_overlap=0.25))
     assert s.positives == {"HALF": 2, "LESS": 1, "UNION": 1, "TWO": 1}
     # sites in DeepSEA mode: centre inside the 200 bp bin
     sites = _write(tmp / "s.bed", [("chrA", 600, 601, "F", 0, "+")])
-    s = build_labels(ref, str(tmp / "out3"), sites=sites, min_sites=1, chroms=["chrA"], mode="deepsea")
+    s = build_labels(ref, str(tmp / "out3"), LabelSpec(sites=sites, min_sites=1, chroms=["chrA"], mode="deepsea"))
     _, y, _ = read_labels(str(tmp / "out3"))
     assert np.flatnonzero(y[:, 0]).tolist() == [1]  # 600 is the start of bin 1, the end of bin 0
 
@@ -182,10 +183,10 @@ def test_interval_helpers():
 def test_negative_downsampling(tmp_path):
     ref = _fasta(tmp_path, {"chrS": _acgt(200_000, 5)})
     peaks = {"P": _write(tmp_path / "p.bed", [("chrS", x, x + 1) for x in range(5000, 200_000, 20_000)])}
-    full = build_labels(ref, str(tmp_path / "full"), peaks=peaks)
-    a = build_labels(ref, str(tmp_path / "a"), peaks=peaks, negative_fraction=0.25, seed=7)
-    b = build_labels(ref, str(tmp_path / "b"), peaks=peaks, negative_fraction=0.25, seed=7)
-    c = build_labels(ref, str(tmp_path / "c"), peaks=peaks, negative_fraction=0.25, seed=8)
+    full = build_labels(ref, str(tmp_path / "full"), LabelSpec(peaks=peaks))
+    a = build_labels(ref, str(tmp_path / "a"), LabelSpec(peaks=peaks, negative_fraction=0.25, seed=7))
+    b = build_labels(ref, str(tmp_path / "b"), LabelSpec(peaks=peaks, negative_fraction=0.25, seed=7))
+    c = build_labels(ref, str(tmp_path / "c"), LabelSpec(peaks=peaks, negative_fraction=0.25, seed=8))
     n_pos = full.windows_written - full.negatives_total
     assert a.negatives_total == full.negatives_total
     assert a.negatives_total - a.negatives_dropped == round(0.25 * full.negatives_total)
@@ -204,26 +205,26 @@ def test_bad_input(tiny):
     tmp, ref = tiny
     out = str(tmp / "out")
     with pytest.raises(MethrayError, match="not found"):
-        build_labels(ref, out, peaks={"X": str(tmp / "missing.bed")})
+        build_labels(ref, out, LabelSpec(peaks={"X": str(tmp / "missing.bed")}))
     with pytest.raises(MethrayError, match=r"x\.narrowPeak:1: .*summit offset 300"):
-        build_labels(ref, out, peaks={"X": _write(tmp / "x.narrowPeak", [_np_row("chrA", 100, 400, 300)])})
+        build_labels(ref, out, LabelSpec(peaks={"X": _write(tmp / "x.narrowPeak", [_np_row("chrA", 100, 400, 300)])}))
     with pytest.raises(MethrayError, match=r"y\.bed:2: .*past the end of chrA"):
-        build_labels(ref, out, peaks={"X": _write(tmp / "y.bed", [("chrA", 1, 2), ("chrA", 2900, 3001)])})
+        build_labels(ref, out, LabelSpec(peaks={"X": _write(tmp / "y.bed", [("chrA", 1, 2), ("chrA", 2900, 3001)])}))
     with pytest.raises(MethrayError, match=r"z\.bed:1: chromosome 'chr9' is not in"):
-        build_labels(ref, out, peaks={"X": _write(tmp / "z.bed", [("chr9", 1, 2)])})
-    s = build_labels(ref, out, peaks={"X": _write(tmp / "z2.bed", [("chr9", 1, 2), ("chrA", 1, 2)])}, skip_unknown_chroms=True)
+        build_labels(ref, out, LabelSpec(peaks={"X": _write(tmp / "z.bed", [("chr9", 1, 2)])}))
+    s = build_labels(ref, out, LabelSpec(peaks={"X": _write(tmp / "z2.bed", [("chr9", 1, 2), ("chrA", 1, 2)])}, skip_unknown_chroms=True))
     assert s.positives == {"X": 1}
     (tmp / "out" / "windows.parquet").unlink()
     with pytest.raises(MethrayError, match=r"expected at least 10"):
-        build_labels(ref, out, peaks={"X": _write(tmp / "short.narrowPeak", [("chrA", 1, 2, "p")])})
+        build_labels(ref, out, LabelSpec(peaks={"X": _write(tmp / "short.narrowPeak", [("chrA", 1, 2, "p")])}))
     with pytest.raises(MethrayError, match=r"at least 4"):
-        build_labels(ref, out, sites=_write(tmp / "s.bed", [("chrA", 1, 2)]))
+        build_labels(ref, out, LabelSpec(sites=_write(tmp / "s.bed", [("chrA", 1, 2)])))
     with pytest.raises(MethrayError, match="chroms: chromosome 'chrZ'"):
-        build_labels(ref, out, peaks={"X": _write(tmp / "ok.bed", [("chrA", 1, 2)])}, chroms=["chrZ"])
+        build_labels(ref, out, LabelSpec(peaks={"X": _write(tmp / "ok.bed", [("chrA", 1, 2)])}, chroms=["chrZ"]))
     with pytest.raises(MethrayError, match="deepsea"):
-        build_labels(ref, out, peaks={"X": str(tmp / "ok.bed")}, mode="deepsea", bin_length=201)
-    with pytest.raises(MethrayError, match="negative_fraction"):
-        build_labels(ref, out, peaks={"X": str(tmp / "ok.bed")}, negative_fraction=0)
+        build_labels(ref, out, LabelSpec(peaks={"X": str(tmp / "ok.bed")}, mode="deepsea", bin_length=201))
+    with pytest.raises(ValueError, match="negative_fraction"):  # pydantic: the spec itself is invalid
+        build_labels(ref, out, LabelSpec(peaks={"X": str(tmp / "ok.bed")}, negative_fraction=0))
     assert not (tmp / "out" / "windows.parquet").exists()
     with pytest.raises(MethrayError, match="label table not found"):
         read_labels(out)
@@ -238,9 +239,7 @@ def chr22(tmp_path_factory):
         pytest.skip("shared chr22 data not available")
     out = tmp_path_factory.mktemp("chr22_labels")
     summary = build_labels(
-        str(DATA / "chr22.fa"), str(out),
-        peaks={"CTCF": str(DATA / "ctcf_gm12878.narrowPeak")}, sites=str(DATA / "tf_sites.bed"),
-    )
+        str(DATA / "chr22.fa"), str(out), LabelSpec(peaks={"CTCF": str(DATA / "ctcf_gm12878.narrowPeak")}, sites=str(DATA / "tf_sites.bed")))
     windows, y, classes = read_labels(str(out))
     return summary, windows, y, classes
 

@@ -13,9 +13,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from methray import models, tracks
 from methray.errors import MethrayError
 from methray.metrics_multilabel import multilabel_metrics
-from methray.regulatory import (
-    cap_rows, load_regulatory_config, load_split_labels, make_labels, rc_average_probs, run_regulatory, scan_windows,
-)
+from methray.predictor import rc_average_probs
+from methray.regulatory.config import load_regulatory_config
+from methray.regulatory.data import cap_rows, load_split_labels
+from methray.regulatory.job import run_regulatory
+from methray.regulatory.labels import make_labels
+from methray.regulatory.tracks import scan_windows
 from methray.augment import reverse_complement
 from methray.windows import encode_intervals
 

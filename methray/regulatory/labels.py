@@ -54,21 +54,27 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field, field_validator
 
-from . import storage
-from .encoding import n_runs
-from .errors import MethrayError
-from .genome import Reference
-from .io.bed import covered_bp, merge_intervals, read_bed
+from .. import storage
+from ..config import Section
+from ..encoding import n_runs
+from ..errors import MethrayError
+from ..genome import Reference
+from ..io.bed import covered_bp, merge_intervals, read_bed
+
+if TYPE_CHECKING:
+    from .config import RegulatoryConfig
 
 WINDOWS_FILE = "windows.parquet"
 CLASSES_FILE = "classes.json"
+SPLIT_FILE = "split.parquet"
 NARROWPEAK_NAMES = ["name", "score", "strand", "signal", "pvalue", "qvalue", "peak"]
 PARQUET_CLASSES_KEY = b"methray.classes"
 
@@ -199,7 +205,7 @@ def read_peaks(path: str, reference: Reference, *, skip_unknown_chroms: bool = F
     return _check_on_reference(out, reference, path, skip_unknown_chroms)
 
 
-def read_sites(path: str, reference: Reference, *, skip_unknown_chroms: bool = False) -> pd.DataFrame:
+def read_factor_sites(path: str, reference: Reference, *, skip_unknown_chroms: bool = False) -> pd.DataFrame:
     """Read a site table (BED4+, name column = class / factor).
 
     Parameters
@@ -298,62 +304,39 @@ def n_counts(codes: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Building the table
+# Building the table: spec -> classes -> per contig (label, filter) -> Parquet
 # --------------------------------------------------------------------------------------------
 
 
-def build_labels(
-    reference: Reference | str,
-    out_dir: str,
-    *,
-    peaks: Mapping[str, str] | None = None,
-    sites: str | Sequence[str] | None = None,
-    chroms: Sequence[str] | None = None,
-    length: int = 1000,
-    stride: int | None = None,
-    mode: str = "summit",
-    bin_length: int = 200,
-    min_overlap: float = 0.5,
-    min_sites: int = 50,
-    max_n_fraction: float = 0.1,
-    negative_fraction: float = 1.0,
-    seed: int = 0,
-    skip_unknown_chroms: bool = False,
-    site_prefix: str = "",
-) -> LabelSummary:
-    """Build a multi-label window table and write it as Parquet (plus ``classes.json``).
+class LabelSpec(Section):
+    """What :func:`build_labels` builds: the classes, the window grid and the window filters.
 
-    Parameters
+    Attributes
     ----------
-    reference
-        A :class:`~methray.genome.Reference` or a FASTA path.
-    out_dir
-        Output folder (local or ``s3://``); receives ``windows.parquet`` and ``classes.json``.
     peaks
         Class name -> peak file (narrowPeak or BED); one class per file. Summit mode: positive
         if the window contains the summit (narrowPeak col 10) or centre. DeepSEA mode: positive
         if ``>= min_overlap`` of the bin lies in the union of the peaks.
     sites
-        One or more site tables (BED4+, name column = factor). Each factor with at least
-        ``min_sites`` sites on the chosen contigs becomes a class; positive if the window (the
-        bin, in DeepSEA mode) contains a site centre.
+        Site tables (BED4+, name column = factor; a single path is accepted). Each factor with
+        at least ``min_sites`` sites on the chosen contigs becomes a class; positive if the
+        window (the bin, in DeepSEA mode) contains a site centre.
     chroms
         Contigs to tile, in this order; default every contig of the reference. Peaks and sites
         on other contigs of the reference are ignored (counted in ``unplaced``).
     length
-        Window (model input) length in bp; default 1000.
+        Window (model input) length in bp.
     stride
-        Grid step in bp; default 300 in summit mode (DeepGMAP), ``bin_length`` in DeepSEA mode.
+        Grid step in bp; None: 300 in summit mode (DeepGMAP), ``bin_length`` in DeepSEA mode.
     mode
         ``"summit"`` or ``"deepsea"`` (see the module docstring).
     bin_length, min_overlap
         DeepSEA mode: central bin length (bp; ``length - bin_length`` must be even and >= 0)
         and the fraction of the bin that must be covered by peaks.
     min_sites
-        Minimum number of sites for a site factor to be kept as a class (default 50).
+        Minimum number of sites for a site factor to be kept as a class.
     max_n_fraction
-        Windows with a fraction of N bases above this are dropped (default 0.1: at most 100 N
-        in a 1 kb window).
+        Windows with a fraction of N bases above this are dropped (0.1: at most 100 N in 1 kb).
     negative_fraction
         Fraction of all-zero windows to keep, in (0, 1]; DeepGMAP used 0.25. Exactly
         ``round(negative_fraction * n)`` of a contig's ``n`` negatives are kept, chosen with a
@@ -366,6 +349,215 @@ def build_labels(
     site_prefix
         Prefix for site-factor class names (e.g. ``"tf:"``), to keep them apart from peak
         classes of the same name (``tf_sites.bed`` also has a ``CTCF`` factor).
+    """
+
+    peaks: dict[str, str] = Field(default_factory=dict, description="class name -> narrowPeak / BED file")
+    sites: list[str] = Field(default_factory=list, description="BED4+ site tables (name = factor)")
+    chroms: list[str] | None = None
+    length: int = Field(1000, ge=1, description="window (model input) length, bp")
+    stride: int | None = Field(None, ge=1, description="grid step, bp; default 300 (summit) or bin_length (deepsea)")
+    mode: Literal["summit", "deepsea"] = "summit"
+    bin_length: int = Field(200, ge=1, description="deepsea mode: labelled central bin, bp")
+    min_overlap: float = Field(0.5, gt=0, le=1, description="deepsea mode: fraction of the bin covered by peaks")
+    min_sites: int = Field(50, ge=1)
+    max_n_fraction: float = Field(0.1, ge=0, le=1)
+    negative_fraction: float = Field(1.0, gt=0, le=1, description="all-zero windows kept")
+    seed: int = 0
+    skip_unknown_chroms: bool = False
+    site_prefix: str = ""
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _one_or_more(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The window grid of a :class:`LabelSpec`: windows ``[i * stride, i * stride + length)``,
+    each labelled on its region ``[start + offset, start + offset + span)`` (the whole window in
+    summit mode, the central bin in DeepSEA mode). All in bp."""
+
+    mode: str
+    length: int
+    stride: int
+    offset: int
+    span: int
+    min_overlap: float
+
+    @classmethod
+    def of(cls, spec: LabelSpec) -> "Grid":
+        """The grid of ``spec``.
+
+        Raises
+        ------
+        MethrayError
+            DeepSEA mode with a bin longer than the window or an odd flank.
+        """
+        if spec.mode == "deepsea":
+            if not spec.bin_length <= spec.length or (spec.length - spec.bin_length) % 2:
+                raise MethrayError(f"deepsea mode needs 0 < bin_length <= length with an even difference, got bin {spec.bin_length}, length {spec.length}")
+            return cls("deepsea", spec.length, spec.stride or spec.bin_length, (spec.length - spec.bin_length) // 2, spec.bin_length, spec.min_overlap)
+        return cls("summit", spec.length, spec.stride or 300, 0, spec.length, spec.min_overlap)
+
+
+@dataclass
+class LabelClass:
+    """One class of the table: its name, ``kind`` (``peak``: interval file; ``point``: site
+    factor) and its rows (``chrom, start, end, summit``), grouped by contig."""
+
+    name: str
+    kind: str
+    table: pd.DataFrame
+    by_chrom: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.by_chrom = {str(k): g for k, g in self.table.groupby("chrom", sort=False)}
+
+
+def read_classes(spec: LabelSpec, ref: Reference, chroms: list[str]) -> tuple[list[LabelClass], dict[str, int]]:
+    """The classes of ``spec``: one per peak file, one per site factor with enough sites.
+
+    Returns
+    -------
+    classes : list[LabelClass]
+        Peak classes in the order of ``spec.peaks``, then site factors sorted by name.
+    dropped : dict[str, int]
+        Site factor -> number of its sites on ``chroms``, for factors below ``min_sites``.
+
+    Raises
+    ------
+    MethrayError
+        Missing / malformed files, contigs not in the reference, no class at all, or a class
+        name given twice.
+    """
+    skip = spec.skip_unknown_chroms
+    classes = [LabelClass(str(name), "peak", read_peaks(str(path), ref, skip_unknown_chroms=skip)) for name, path in spec.peaks.items()]
+    dropped: dict[str, int] = {}
+    for path in spec.sites:
+        table = read_factor_sites(str(path), ref, skip_unknown_chroms=skip)
+        table = table[table["chrom"].isin(chroms)]
+        counts = table["name"].value_counts()
+        for factor in sorted(counts.index):
+            n, name = int(counts[factor]), spec.site_prefix + str(factor)
+            if n >= spec.min_sites:
+                classes.append(LabelClass(name, "point", table[table["name"] == factor]))
+            else:
+                dropped[name] = n
+    if not classes:
+        raise MethrayError("no classes: give peak files and/or site tables with factors of at least min_sites sites")
+    names = [c.name for c in classes]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise MethrayError(
+            f"class name(s) given more than once (peak file and site factor?): {', '.join(dup)}; "
+            "rename the peak class or set site_prefix"
+        )
+    return classes, dropped
+
+
+def label_windows(classes: list[LabelClass], chrom: str, starts: np.ndarray, grid: Grid) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Labels of one contig's windows.
+
+    Parameters
+    ----------
+    starts
+        ``(n,) int64`` window starts of the contig (:func:`window_starts`).
+
+    Returns
+    -------
+    y : np.ndarray
+        ``(n, K) uint8``, 1 where window i is positive for class k.
+    point_hits : list of (k, window, point)
+        For point-labelled classes: which windows contain which of the class's summits
+        (:func:`point_windows`), to count summits that end up in no written window.
+    """
+    y = np.zeros((len(starts), len(classes)), dtype=np.uint8)
+    point_hits = []
+    for k, cls in enumerate(classes):
+        grp = cls.by_chrom.get(chrom)
+        if grp is None:
+            continue
+        if cls.kind == "peak" and grid.mode == "deepsea":
+            s, e = merge_intervals(grp["start"].to_numpy(), grp["end"].to_numpy())
+            cov = covered_bp(s, e, starts + grid.offset, starts + grid.offset + grid.span)
+            y[:, k] = cov >= grid.min_overlap * grid.span
+        else:
+            w, p = point_windows(grp["summit"].to_numpy(np.int64) - grid.offset, len(starts), grid.stride, grid.span)
+            y[w, k] = 1
+            point_hits.append((k, w, p))
+    return y, point_hits
+
+
+@dataclass
+class WindowFilter:
+    """Which windows of a contig are kept, and why the others are not (numbers of windows)."""
+
+    keep: np.ndarray
+    dropped_n: int
+    negatives: int
+    negatives_dropped: int
+
+
+def filter_windows(codes: np.ndarray, starts: np.ndarray, y: np.ndarray, spec: LabelSpec, chrom: str) -> WindowFilter:
+    """Drop N-rich windows, then down-sample the all-zero ones (see :class:`LabelSpec`).
+
+    Parameters
+    ----------
+    codes
+        ``(size,) uint8`` base codes of the contig (N = 4).
+    starts, y
+        The contig's window starts ``(n,)`` and labels ``(n, K)``.
+    """
+    keep = n_counts(codes, starts, spec.length) <= spec.max_n_fraction * spec.length
+    dropped_n = int(len(starts) - keep.sum())
+    neg = keep & ~y.any(axis=1)
+    n_neg = int(neg.sum())
+    n_drop = 0
+    if spec.negative_fraction < 1 and n_neg:
+        rng = np.random.default_rng([spec.seed, zlib.crc32(chrom.encode())])
+        neg_idx = np.flatnonzero(neg)
+        n_keep = int(round(spec.negative_fraction * n_neg))
+        drop = np.setdiff1d(neg_idx, rng.choice(neg_idx, size=n_keep, replace=False))
+        keep[drop] = False
+        n_drop = len(drop)
+    return WindowFilter(keep, dropped_n, n_neg, n_drop)
+
+
+def label_schema(classes: list[str], grid: Grid) -> pa.Schema:
+    """Arrow schema of ``windows.parquet`` (class names in the metadata)."""
+    fields = [pa.field("chrom", pa.string()), pa.field("start", pa.int64()), pa.field("end", pa.int64())]
+    if grid.mode == "deepsea":
+        fields += [pa.field("bin_start", pa.int64()), pa.field("bin_end", pa.int64())]
+    fields.append(pa.field("labels", pa.list_(pa.uint8(), len(classes))))
+    return pa.schema(fields, metadata={PARQUET_CLASSES_KEY: json.dumps(classes).encode()})
+
+
+def label_rows(chrom: str, starts: np.ndarray, y: np.ndarray, grid: Grid, schema: pa.Schema) -> pa.Table:
+    """One contig's kept windows as rows of ``windows.parquet``."""
+    cols = [pa.array(np.full(len(starts), chrom, dtype=object), pa.string()), starts, starts + grid.length]
+    if grid.mode == "deepsea":
+        cols += [starts + grid.offset, starts + grid.offset + grid.span]
+    cols.append(pa.FixedSizeListArray.from_arrays(pa.array(y.reshape(-1)), y.shape[1]))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def build_labels(reference: Reference | str, out_dir: str, spec: LabelSpec) -> LabelSummary:
+    """Build a multi-label window table and write it as Parquet (plus ``classes.json``).
+
+    The steps: the classes (:func:`read_classes`); then contig by contig, the window grid
+    (:func:`window_starts`), the labels (:func:`label_windows`), the N filter and negative
+    down-sampling (:func:`filter_windows`), and the kept rows written (:func:`label_rows`).
+    Memory is bounded by one contig.
+
+    Parameters
+    ----------
+    reference
+        A :class:`~methray.genome.Reference` or a FASTA path.
+    out_dir
+        Output folder (local or ``s3://``); receives ``windows.parquet`` and ``classes.json``.
+    spec
+        Classes, grid and filters (:class:`LabelSpec`).
 
     Returns
     -------
@@ -385,133 +577,56 @@ def build_labels(
     Raises
     ------
     MethrayError
-        Bad parameters, no classes, missing / malformed input files, a chromosome not in the
+        Bad geometry, no classes, missing / malformed input files, a chromosome not in the
         reference (unless ``skip_unknown_chroms``), a peak or summit past the contig end, a class
         name given twice.
     """
     ref = reference if isinstance(reference, Reference) else Reference(str(reference))
     own_ref = not isinstance(reference, Reference)
-    if mode not in ("summit", "deepsea"):
-        raise MethrayError(f"mode must be 'summit' or 'deepsea', got {mode!r}")
-    if stride is None:
-        stride = 300 if mode == "summit" else bin_length
-    if length < 1 or stride < 1:
-        raise MethrayError(f"length and stride must be positive, got length={length} stride={stride}")
-    if mode == "deepsea":
-        if not (0 < bin_length <= length) or (length - bin_length) % 2:
-            raise MethrayError(f"deepsea mode needs 0 < bin_length <= length with an even difference, got bin {bin_length}, length {length}")
-        if not 0 < min_overlap <= 1:
-            raise MethrayError(f"min_overlap must be in (0, 1], got {min_overlap}")
-        flank = (length - bin_length) // 2
-        region_off, region_len = flank, bin_length
-    else:
-        region_off, region_len = 0, length
-    if not 0 <= max_n_fraction <= 1:
-        raise MethrayError(f"max_n_fraction must be in [0, 1], got {max_n_fraction}")
-    if not 0 < negative_fraction <= 1:
-        raise MethrayError(f"negative_fraction must be in (0, 1], got {negative_fraction}")
-    chroms = list(chroms) if chroms is not None else list(ref.chroms)
+    grid = Grid.of(spec)
+    chroms = list(spec.chroms) if spec.chroms is not None else list(ref.chroms)
     for c in chroms:
         ref.check_chrom(c, source="chroms")
-
-    # ---- classes: (name, kind, table); kind "peak" or "point"
-    classes: list[tuple[str, str, pd.DataFrame]] = []
-    for name, path in (peaks or {}).items():
-        classes.append((str(name), "peak", read_peaks(str(path), ref, skip_unknown_chroms=skip_unknown_chroms)))
-    dropped: dict[str, int] = {}
-    site_paths = [sites] if isinstance(sites, str) else list(sites or [])
-    for path in site_paths:
-        table = read_sites(str(path), ref, skip_unknown_chroms=skip_unknown_chroms)
-        table = table[table["chrom"].isin(chroms)]
-        counts = table["name"].value_counts()
-        for factor in sorted(counts.index):
-            n = int(counts[factor])
-            if n >= min_sites:
-                classes.append((site_prefix + str(factor), "point", table[table["name"] == factor]))
-            else:
-                dropped[site_prefix + str(factor)] = n
-    if not classes:
-        raise MethrayError("no classes: give peak files and/or site tables with factors of at least min_sites sites")
-    names = [c[0] for c in classes]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise MethrayError(
-            f"class name(s) given more than once (peak file and site factor?): {', '.join(dup)}; "
-            "rename the peak class or set site_prefix"
-        )
-    n_cls = len(classes)
-    by_chrom = [{str(k): g for k, g in t.groupby("chrom", sort=False)} for _, _, t in classes]
+    classes, dropped = read_classes(spec, ref, chroms)
+    names = [c.name for c in classes]
 
     out_path = storage.join(out_dir, WINDOWS_FILE)
     classes_path = storage.join(out_dir, CLASSES_FILE)
-    summary = LabelSummary(out_path, classes_path, names, mode, length, stride, bin_length if mode == "deepsea" else None)
-    positives = np.zeros(n_cls, dtype=np.int64)
-    placed = np.zeros(n_cls, dtype=np.int64)
-
-    fields = [pa.field("chrom", pa.string()), pa.field("start", pa.int64()), pa.field("end", pa.int64())]
-    if mode == "deepsea":
-        fields += [pa.field("bin_start", pa.int64()), pa.field("bin_end", pa.int64())]
-    fields.append(pa.field("labels", pa.list_(pa.uint8(), n_cls)))
-    schema = pa.schema(fields, metadata={PARQUET_CLASSES_KEY: json.dumps(names).encode()})
-
+    summary = LabelSummary(out_path, classes_path, names, grid.mode, grid.length, grid.stride, grid.span if grid.mode == "deepsea" else None)
+    positives = np.zeros(len(classes), dtype=np.int64)
+    placed = np.zeros(len(classes), dtype=np.int64)
+    schema = label_schema(names, grid)
     storage.makedirs(out_dir)
     with storage.atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for chrom in chroms:
-                starts = window_starts(ref.sizes[chrom], length, stride)
-                n = len(starts)
-                summary.windows_total += n
-                if n == 0:
+                starts = window_starts(ref.sizes[chrom], grid.length, grid.stride)
+                summary.windows_total += len(starts)
+                if len(starts) == 0:
                     continue
-                y = np.zeros((n, n_cls), dtype=np.uint8)
-                point_hits: list[tuple[int, np.ndarray, np.ndarray]] = []
-                for k, (_, kind, _) in enumerate(classes):
-                    grp = by_chrom[k].get(chrom)
-                    if grp is None:
-                        continue
-                    if kind == "peak" and mode == "deepsea":
-                        s, e = merge_intervals(grp["start"].to_numpy(), grp["end"].to_numpy())
-                        cov = covered_bp(s, e, starts + region_off, starts + region_off + region_len)
-                        y[:, k] = cov >= min_overlap * region_len
-                    else:
-                        w, p = point_windows(grp["summit"].to_numpy(np.int64) - region_off, n, stride, region_len)
-                        y[w, k] = 1
-                        point_hits.append((k, w, p))
-                keep = n_counts(ref.contig_codes(chrom), starts, length) <= max_n_fraction * length
-                summary.windows_dropped_n += int(n - keep.sum())
-                neg = keep & ~y.any(axis=1)
-                n_neg = int(neg.sum())
-                summary.negatives_total += n_neg
-                if negative_fraction < 1 and n_neg:
-                    rng = np.random.default_rng([seed, zlib.crc32(chrom.encode())])
-                    neg_idx = np.flatnonzero(neg)
-                    n_keep = int(round(negative_fraction * n_neg))
-                    drop = np.setdiff1d(neg_idx, rng.choice(neg_idx, size=n_keep, replace=False))
-                    keep[drop] = False
-                    summary.negatives_dropped += len(drop)
+                y, point_hits = label_windows(classes, chrom, starts, grid)
+                kept = filter_windows(ref.contig_codes(chrom), starts, y, spec, chrom)
+                summary.windows_dropped_n += kept.dropped_n
+                summary.negatives_total += kept.negatives
+                summary.negatives_dropped += kept.negatives_dropped
                 for k, w, p in point_hits:
-                    placed[k] += len(np.unique(p[keep[w]]))
-                y = y[keep]
-                starts_k = starts[keep]
+                    placed[k] += len(np.unique(p[kept.keep[w]]))
+                y, starts = y[kept.keep], starts[kept.keep]
                 positives += y.sum(axis=0, dtype=np.int64)
-                summary.windows_written += len(starts_k)
-                cols = [pa.array(np.full(len(starts_k), chrom, dtype=object), pa.string()), starts_k, starts_k + length]
-                if mode == "deepsea":
-                    cols += [starts_k + region_off, starts_k + region_off + region_len]
-                cols.append(pa.FixedSizeListArray.from_arrays(pa.array(y.reshape(-1)), n_cls))
-                writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+                summary.windows_written += len(starts)
+                writer.write_table(label_rows(chrom, starts, y, grid, schema))
                 if own_ref:
                     ref.drop_cache()
         summary.positives = {nm: int(v) for nm, v in zip(names, positives)}
-        summary.unplaced = {nm: int(len(t) - placed[k]) for k, (nm, kind, t) in enumerate(classes) if kind == "point" or mode == "summit"}
+        summary.unplaced = {c.name: int(len(c.table) - placed[k]) for k, c in enumerate(classes) if c.kind == "point" or grid.mode == "summit"}
         summary.classes_dropped = dropped
         meta = {
             "classes": names,
-            "kinds": {nm: kind for nm, kind, _ in classes},
-            "sources": {**{str(k): str(v) for k, v in (peaks or {}).items()}, "sites": [str(p) for p in site_paths]},
+            "kinds": {c.name: c.kind for c in classes},
+            "sources": {**{str(k): str(v) for k, v in spec.peaks.items()}, "sites": [str(p) for p in spec.sites]},
             "summary": summary.to_dict(),
-            "params": {"chroms": chroms, "min_overlap": min_overlap, "min_sites": min_sites,
-                       "max_n_fraction": max_n_fraction, "negative_fraction": negative_fraction, "seed": seed},
+            "params": {"chroms": chroms, "min_overlap": spec.min_overlap, "min_sites": spec.min_sites,
+                       "max_n_fraction": spec.max_n_fraction, "negative_fraction": spec.negative_fraction, "seed": spec.seed},
         }
         with storage.atomic_write(classes_path) as fh:
             json.dump(meta, fh, indent=1)
@@ -663,3 +778,43 @@ def split_windows(
     out["split"] = res_split
     out["inside"] = res_inside
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The labels step of a regulatory run
+# --------------------------------------------------------------------------------------------
+
+
+def make_labels(cfg: RegulatoryConfig, stride: int) -> dict:
+    """Build the label table at ``stride`` and its contiguous split; returns a summary dict."""
+    out = cfg.labels_dir(stride)
+    summary = build_labels(cfg.reference, out, cfg.labels.model_copy(update={"stride": stride}))
+    windows, _, _ = read_labels(out)
+    sp = cfg.split
+    inside_fraction = min(sp.inside_windows / max(len(windows), 1), 0.5 * (1 - sp.valid_fraction - sp.test_fraction))
+    split = split_windows(windows, valid_fraction=sp.valid_fraction, test_fraction=sp.test_fraction,
+                         inside_fraction=inside_fraction, gap=sp.gap, seed=sp.seed)
+    write_split(split, out)
+    return {"summary": summary, "split": split["split"].value_counts().to_dict(), "inside": int(split["inside"].sum())}
+
+
+def write_split(split: pd.DataFrame, out_dir: str) -> None:
+    """Write ``<out_dir>/split.parquet`` (``split``, ``inside``; rows in label-table order), atomically."""
+    with storage.atomic_path(storage.join(out_dir, SPLIT_FILE)) as tmp:
+        split.reset_index(drop=True).to_parquet(tmp, index=False)
+
+
+def read_split(out_dir: str) -> pd.DataFrame:
+    """The split written by :func:`write_split`.
+
+    Raises
+    ------
+    MethrayError
+        No split in ``out_dir`` (run the labels step first).
+    """
+    path = storage.join(out_dir, SPLIT_FILE)
+    if not storage.exists(path):
+        raise MethrayError(f"{path}: no split; run the labels step first")
+    fs, p = storage.filesystem(path)
+    with fs.open(p, "rb") as fh:
+        return pd.read_parquet(fh)

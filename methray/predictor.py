@@ -1,0 +1,129 @@
+"""Ray Data predictors: a checkpoint loaded once per actor, batches encoded and scored inside it.
+
+:class:`CheckpointPredictor` is the base (Ray's batch-inference shape: ``__init__`` loads the
+model, ``__call__`` scores a batch); :class:`Predictor` scores CpG-centred windows (methylation
+models, :mod:`methray.score` and genome-wide scoring) and :class:`IntervalPredictor` scores
+``[start, end)`` windows (multi-label regulatory models). Encoding inside the actor avoids
+shipping one-hot tensors through the object store.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from . import tasks
+from .augment import reverse_complement
+from .windows import encode_batch, encode_intervals
+
+# Columns of a CpG batch that a Predictor passes through to its output.
+SITE_COLUMNS = ("chrom", "pos", "tissue", "in_cpg_island", "split", "beta")
+
+
+class CheckpointPredictor:
+    """Base of the predictors: the model of a checkpoint on the actor's device, in eval mode.
+
+    Parameters
+    ----------
+    checkpoint_dir
+        A methray checkpoint (:mod:`methray.checkpoint`), local or ``s3://``.
+    reference
+        FASTA path (local or ``s3://``).
+    threads
+        torch intra-op threads for CPU inference.
+    """
+
+    def __init__(self, checkpoint_dir: str, reference: str, threads: int = 1):
+        torch.set_num_threads(max(1, threads))
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.meta = ckpt.load(checkpoint_dir, self.device)
+        self.reference = reference
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs of the model after the task transform.
+
+        Parameters
+        ----------
+        x
+            ``(B, L, 4) uint8`` one-hot windows.
+
+        Returns
+        -------
+        np.ndarray
+            ``(B, K) float32``: clipped betas (methylation) or sigmoid probabilities (multilabel).
+        """
+        xt = torch.from_numpy(x).to(self.device).float()
+        with torch.inference_mode():
+            return tasks.predict(self.meta.task, self.model(xt)).float().cpu().numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class Predictor(CheckpointPredictor):
+    """CpG windows of a methylation model.
+
+    ``__call__`` takes a batch with ``chrom`` ``(B,)`` and ``pos`` ``(B,) int64`` (0-based C)
+    and returns the columns of :data:`SITE_COLUMNS` present in it plus ``beta_pred`` ``(B,)
+    float32`` (first model output after the task transform: clipped to [0, 1] for methylation).
+    """
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        enc = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)
+        out = {k: np.asarray(batch[k]) for k in SITE_COLUMNS if k in batch}
+        out["beta_pred"] = np.ascontiguousarray(self.predict(enc["x"])[:, 0])
+        return out
+
+
+def rc_average_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean of the sigmoid outputs for windows and their reverse complements (DanQ).
+
+    Parameters
+    ----------
+    model
+        A multilabel model, ``(N, L, 4) float32`` -> ``(N, K)`` logits.
+    x
+        ``(N, L, 4) float32`` one-hot windows (A, C, G, T).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, K) float32`` probabilities ``(sigmoid(f(x)) + sigmoid(f(rc(x)))) / 2``; the same
+        for ``x`` and ``rc(x)`` (strand symmetric by construction). Quang & Xie (2016), DanQ.
+    """
+    both = model(torch.cat([x, reverse_complement(x)]))
+    p = tasks.predict("multilabel", both)
+    return (p[: len(x)] + p[len(x):]) / 2
+
+
+class IntervalPredictor(CheckpointPredictor):
+    """Windows ``[start, end)`` of a multi-label model: class probabilities.
+
+    Parameters
+    ----------
+    checkpoint_dir, reference, threads
+        As for :class:`CheckpointPredictor`.
+    rc_average
+        Average forward and reverse-complement outputs (:func:`rc_average_probs`).
+
+    ``__call__`` takes ``chrom``, ``start``, ``end`` (and ``labels``) and returns the input
+    columns (``labels`` as ``y``) plus ``prob`` ``(B, K) float32``.
+    """
+
+    def __init__(self, checkpoint_dir: str, reference: str, rc_average: bool = True, threads: int = 1):
+        super().__init__(checkpoint_dir, reference, threads)
+        self.rc_average = rc_average
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if not self.rc_average:
+            return super().predict(x)
+        xt = torch.from_numpy(x).to(self.device).float()
+        with torch.inference_mode():
+            return rc_average_probs(self.model, xt).float().cpu().numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        enc = encode_intervals(batch, self.reference)
+        out = {k: v for k, v in enc.items() if k != "x"}
+        out["prob"] = self.predict(enc["x"]) if len(enc["start"]) else np.zeros((0, self.meta.n_outputs), np.float32)
+        return out

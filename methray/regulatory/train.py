@@ -1,0 +1,43 @@
+"""Training a regulatory model (multi-label BCE) with :func:`methray.train.fit`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import checkpoint as ckpt
+from .. import models, storage
+from ..train import fit
+from .config import RegulatoryConfig, budget_line
+from .data import cap_rows, interval_dataset, load_split_labels
+
+
+def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: bool = True) -> dict:
+    """Train ``model`` on the training windows at ``stride`` (multilabel BCE); returns a summary.
+
+    The training set is the ``train`` split capped at ``budget.max_train_windows`` (the
+    inside-training block is always part of it); validation the ``valid`` split capped at
+    ``budget.max_val_windows``.
+    """
+    windows, y, classes = load_split_labels(cfg, stride)
+    length = cfg.labels.length
+    tr = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "train"), cfg.budget.max_train_windows, cfg.train.seed,
+                  keep=np.flatnonzero(windows["inside"].to_numpy()))
+    va = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "valid"), cfg.budget.max_val_windows, cfg.train.seed)
+    params = cfg.model_params.get(model, {})
+    models.build(model, window_length=length, n_outputs=len(classes), **params)  # fail early on a bad combination
+    meta = ckpt.CheckpointMeta(
+        model=model, task="multilabel", window_length=length, exclude_cpg=False, n_outputs=len(classes),
+        params=params, classes=classes, stride=stride, genome=cfg.genome, run_name=cfg.run_name,
+        n_train_windows=int(len(tr)), budget=budget_line(cfg),
+    )
+    res = fit(
+        interval_dataset(windows.iloc[tr], y[tr], cfg.reference),
+        interval_dataset(windows.iloc[va], y[va], cfg.reference),
+        meta=meta, train_cfg=cfg.train, name=f"{cfg.run_name}-{model}-s{stride}",
+        storage_path=cfg.path("ray_train"), checkpoint_dir=storage.join(cfg.model_dir(model, stride), "checkpoint"),
+        progress=progress,
+    )
+    return {"model": model, "stride": stride, "n_train": res.n_train, "n_val": res.n_val,
+            "best_val_loss": res.best_val_loss, "seconds": res.seconds}
+
+
