@@ -161,8 +161,8 @@ def score_genome(
     set: SetOpt = None,
 ):
     """Score every CpG for every (tissue, model) of a tissue set; resumable; tracks + metric tables."""
-    from .score_genome import score_genome as run, summary_text
-    from .tissue_set import check_date, load_tissue_set
+    from .genome_scoring.config import check_date, load_tissue_set
+    from .genome_scoring.job import score_genome as run, summary_text
 
     cfg = load_tissue_set(str(config), list(set or []))
     typer.echo(summary_text(run(cfg, check_date(date))))

@@ -10,7 +10,7 @@ import yaml
 from methray.config import JobConfig, RunConfig, Section, load_job_config, packaged_config, resolve_path, save_config
 from methray.errors import MethrayError
 from methray.regulatory.config import RegulatoryConfig
-from methray.tissue_set import TissueSetConfig
+from methray.genome_scoring.config import TissueSetConfig
 
 from conftest import DATA, FASTA, ROOT
 

@@ -17,11 +17,11 @@ import torch
 import yaml
 
 from methray import checkpoint, models
-from methray import score_genome as sg
+from methray.genome_scoring import job as sg
 from methray.errors import MethrayError
 from methray.genome import Reference
 from methray.shards import ShardLedger
-from methray.tissue_set import check_date, load_tissue_set
+from methray.genome_scoring.config import check_date, load_tissue_set
 
 from conftest import DATA, FASTA, ROOT
 

@@ -36,11 +36,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from . import storage
-from .config import JobConfig, Section, load_job_config, resolve_path
-from .errors import MethrayError
-from .regions import parse_region
-from .shards import DEFAULT_SHARD_BP
+from .. import storage
+from ..config import JobConfig, Section, load_job_config, resolve_path
+from ..errors import MethrayError
+from ..regions import parse_region
+from ..shards import DEFAULT_SHARD_BP
 
 
 

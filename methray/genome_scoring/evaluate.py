@@ -28,15 +28,15 @@ import os
 import numpy as np
 import pandas as pd
 
-from . import storage
-from .errors import MethrayError
-from .genome import Reference
-from .io.bed import IntervalIndex
-from .io.methylation import read_methylation
-from .metrics import classification_metrics, metric_rows, regression_metrics
-from .prepare import TissueCounts, call_cpgs
-from .tables import write_table
-from .tissue_set import SetTissue, TissueSetConfig
+from .. import storage
+from ..errors import MethrayError
+from ..genome import Reference
+from ..io.bed import IntervalIndex
+from ..io.methylation import read_methylation
+from ..metrics import classification_metrics, metric_rows, regression_metrics
+from ..prepare import TissueCounts, call_cpgs
+from ..tables import write_table
+from .config import SetTissue, TissueSetConfig
 
 MAX_NON_CPG_FRACTION = 0.01
 
@@ -132,7 +132,7 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
     predictions
         ``tissue -> DataFrame`` (``chrom, pos, beta_pred, in_cpg_island``) callable.
     """
-    from .plots import run_figure
+    from ..plots import run_figure
 
     measured = {t.name: measured_sites(t, ref, cfg.min_coverage) for t in cfg.tissues if t.measured}
     if not measured:
