@@ -89,7 +89,7 @@ def main(argv=None) -> Path:
     from bench import data_pipeline, encode, machine, projection, report, scoring, training
     from bench.raytools import ray_session
     from methray.config import ScoreConfig
-    from methray.prepare import read_table
+    from methray.sites import read_sites
 
     t0 = time.perf_counter()
     info = machine.describe()
@@ -105,7 +105,7 @@ def main(argv=None) -> Path:
         with machine.MemorySampler() as mem:
             cfg, n_sites, prepare_s, cov = prepare_table(Path(args.data), work, budget["rows"])
         res["data"] = {"input": os.path.relpath(cov, ROOT) if not args.quick else f"first {budget['rows']} lines of imr90_wgbs.bismark.cov.gz", "sites": n_sites, "prepare_s": round(prepare_s, 2), "memory": mem.peak}
-        sites = read_table(cfg.cpg_table, columns=["chrom", "pos"])
+        sites = read_sites(cfg.sites_table, columns=["chrom", "pos"])
         chrom = sites["chrom"].iloc[0]
         positions = sites.loc[sites["chrom"] == chrom, "pos"].to_numpy(np.int64)
         mrcnn_spec = training.model_spec("mrcnn")
@@ -118,7 +118,7 @@ def main(argv=None) -> Path:
 
         if "training" in sections:
             print("3. training: plain torch baseline ...", flush=True)
-            y_all = torch.from_numpy(read_table(cfg.cpg_table, columns=["beta"])["beta"].to_numpy(np.float32))
+            y_all = torch.from_numpy(read_sites(cfg.sites_table, columns=["beta"])["beta"].to_numpy(np.float32))
             take = lambda n: positions[np.arange(n) % len(positions)]  # noqa: E731  (wraps around on tiny inputs)
             n_base = budget["baseline_samples"]
             x = training.encoded_windows(fasta, chrom, take(n_base), mrcnn_spec)
@@ -130,18 +130,18 @@ def main(argv=None) -> Path:
 
         if "pipeline" in sections and not args.quick:
             print("2. Ray Data pipeline (1 and 2 CPUs) ...", flush=True)
-            res["pipeline"] = data_pipeline.run(cfg.cpg_table, fasta, mrcnn_spec, cpus=(1, 2))
+            res["pipeline"] = data_pipeline.run(cfg.sites_table, fasta, mrcnn_spec, cpus=(1, 2))
 
         if sections & {"training", "scoring"} or args.quick:
             with ray_session(args.cpus):
                 if "pipeline" in sections and args.quick:  # one Ray start-up only
                     print(f"2. Ray Data pipeline ({args.cpus} CPUs, quick) ...", flush=True)
-                    res["pipeline"] = data_pipeline.run(cfg.cpg_table, fasta, mrcnn_spec, cpus=(args.cpus,), fresh=False)
+                    res["pipeline"] = data_pipeline.run(cfg.sites_table, fasta, mrcnn_spec, cpus=(args.cpus,), fresh=False)
                 if "training" in sections:
                     res["training"]["ray_train"] = {}
                     for name, (n, batch) in budget["train"].items():
                         row = {"batch_size": batch}
-                        datasets = training.window_datasets(cfg.cpg_table, fasta, name, samples=n, val_samples=budget["val_samples"])
+                        datasets = training.window_datasets(cfg.sites_table, fasta, name, samples=n, val_samples=budget["val_samples"])
                         for workers in (1, 2):
                             print(f"3. training: {name} with {workers} Ray Train worker(s), {n} samples ...", flush=True)
                             row[str(workers)] = training.ray_train(datasets, name, batch_size=batch, workers=workers, work_dir=str(work))

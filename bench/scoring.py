@@ -1,6 +1,6 @@
 """Section 4: scoring end to end (CpGs/s), methray on Ray Data against a tight torch loop.
 
-- ``ray``: :func:`methray.windows.cpg_dataset` (read Parquet) ->
+- ``ray``: :func:`methray.sites.sites_dataset` (read Parquet) ->
   :func:`methray.score.predict_dataset` (encode + predict in an actor pool) -> ``to_pandas``
   -> :func:`methray.tracks.write_bedgraph`; the wall time includes the actors' start and
   model load, as a user pays it;
@@ -23,9 +23,10 @@ from methray import checkpoint as ckpt
 from methray import models, tasks, tracks
 from methray.config import RunConfig, ScoreConfig
 from methray.genome import open_reference
-from methray.prepare import read_table
+from methray.sites import read_sites
 from methray.score import predict_dataset
-from methray.windows import cpg_dataset, encode_batch
+from methray.sites import sites_dataset
+from methray.windows import encode_batch
 
 from .machine import MemorySampler
 
@@ -42,7 +43,7 @@ def random_checkpoint(directory: str, name: str = "mrcnn") -> str:
 def ray_scoring(cfg: RunConfig, checkpoint_dir: str, out_path: str) -> tuple[int, float]:
     """(CpGs scored, seconds) for the Ray Data path (needs Ray)."""
     start = time.perf_counter()
-    df = predict_dataset(cpg_dataset(cfg.cpg_table), cfg, checkpoint_dir).to_pandas()
+    df = predict_dataset(sites_dataset(cfg.sites_table), cfg, checkpoint_dir).to_pandas()
     n = tracks.write_bedgraph(df, out_path, name="bench", description="methray bench", chrom_order=open_reference(cfg.reference).chroms)
     return n, time.perf_counter() - start
 
@@ -54,7 +55,7 @@ def loop_scoring(table: str, fasta: str, checkpoint_dir: str, out_path: str, *, 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         start = time.perf_counter()
-        df = read_table(table, columns=["chrom", "pos", "tissue", "in_cpg_island", "split", "beta"])
+        df = read_sites(table, columns=["chrom", "pos", "tissue", "in_cpg_island", "split", "beta"])
         model, meta = ckpt.load(checkpoint_dir, device)
         chroms, pos = df["chrom"].to_numpy(), df["pos"].to_numpy(np.int64)
         preds = np.empty(len(df), np.float32)
@@ -94,7 +95,7 @@ def run(cfg: RunConfig, work_dir: str, *, configs: dict[str, ScoreConfig], threa
     out = {"model": "mrcnn", "ray": {}}
     first = next(iter(configs.values()))
     with MemorySampler() as mem:
-        n, seconds = loop_scoring(cfg.cpg_table, cfg.reference, checkpoint_dir, os.path.join(work_dir, "loop.bedGraph"), batch_size=first.batch_size, threads=threads)
+        n, seconds = loop_scoring(cfg.sites_table, cfg.reference, checkpoint_dir, os.path.join(work_dir, "loop.bedGraph"), batch_size=first.batch_size, threads=threads)
     out["loop"] = {"threads": threads, "batch_size": first.batch_size, "cpgs": n, "seconds": round(seconds, 2), "cpgs_per_s": round(n / seconds), "memory": mem.peak}
     for label, score_cfg in configs.items():
         run_cfg = cfg.model_copy(update={"score": score_cfg})

@@ -8,7 +8,7 @@ on the first tissue of the config, with
 - one CpG table (``<out>/cpg_table``, prepared once and reused when present) and so one
   contiguous-region split for every model (``split.gap_bp`` must be at least the largest
   window, so that no training window overlaps a test window);
-- the same training / validation / test sites for every model (when a :class:`Budget` caps
+- the same training / validation / test sites for every model (when a :class:`~methray.budget.Budget` caps
   them: a fixed random subset of each split, seed 0; a smaller per-model cap on training
   sites gives a subset of a larger one's sites);
 - :func:`methray.train.fit` (Ray Train), :func:`methray.score.predict_dataset` (Ray Data),
@@ -28,66 +28,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import baseline, checkpoint, models, storage
+from .budget import Budget, cap_rows
 from .config import ModelConfig, RunConfig
 from .errors import MethrayError
-from .tables import read_table, write_table
+from .tables import read_result, write_table
 
 log = logging.getLogger(__name__)
 
 MODELS = ("mrcnn", "cnn_baseline", "deepcpg_dna", "deepsea", "basset", "danq", "danq_random_dropout", "conv4_frss")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Caps that make a comparison fit a machine.
-
-    Attributes
-    ----------
-    name : str
-        Stated in the table header (``cpu``, ``none``, ...).
-    epochs : int | None
-        Maximum epochs per model; None keeps ``train.epochs`` of the config.
-    train_sites : dict[str, int]
-        Per-model cap on training sites (a fixed random subset of the training split); a model
-        not listed uses ``default_train_sites``.
-    default_train_sites : int | None
-        Cap for models not in ``train_sites``; None = all training sites.
-    val_sites, test_sites : int | None
-        Caps on validation / test sites (fixed random subsets), shared by all models; None = all.
-    """
-
-    name: str
-    epochs: int | None = None
-    train_sites: dict[str, int] = field(default_factory=dict)
-    default_train_sites: int | None = None
-    val_sites: int | None = None
-    test_sites: int | None = None
-
-    def train_cap(self, model: str) -> int | None:
-        return self.train_sites.get(model, self.default_train_sites)
-
-    def describe(self, models_: list[str]) -> str:
-        """One line for the table header, e.g. ``budget: cpu; epochs <= 2; train sites: ...``."""
-        if self == Budget(self.name):
-            return f"budget: {self.name} (no caps: all sites, train.epochs)"
-        parts = [f"budget: {self.name}"]
-        if self.epochs:
-            parts.append(f"at most {self.epochs} epochs per model")
-        caps = [f"{m} {self.train_cap(m):,}" for m in models_ if self.train_cap(m)]
-        if caps:
-            parts.append("training sites at most " + ", ".join(caps))
-        if self.val_sites:
-            parts.append(f"validation sites {self.val_sites:,}")
-        if self.test_sites:
-            parts.append(f"test sites {self.test_sites:,}")
-        return "; ".join(parts)
 
 
 # Chosen from training throughput measured on the shared 2-core machine (plain torch, 2
@@ -97,25 +51,23 @@ class Budget:
 # sites; the big multi-task architectures get a token budget, so the whole comparison takes
 # ~30 min. Validation and test sites are shared by all models.
 BUDGETS = {
-    "none": Budget("none"),
+    "none": Budget(name="none"),
     "cpu": Budget(
-        "cpu",
+        name="cpu",
         epochs=3,
-        train_sites={
+        max_train_per_model={
             "mrcnn": 30000, "cnn_baseline": 30000, "deepcpg_dna": 30000, "basset": 2000,
             "deepsea": 1000, "danq": 1000, "danq_random_dropout": 1000, "conv4_frss": 500,
         },
-        val_sites=1000,
-        test_sites=4000,
+        max_val=1000,
+        max_eval=4000,
     ),
 }
 
 
 def _capped(df: pd.DataFrame, n: int | None) -> pd.DataFrame:
-    """At most ``n`` rows of ``df`` (all if None): a prefix of one fixed random order (seed 0),
-    kept in ``df``'s order, so a smaller cap's sites are a subset of a larger cap's."""
-    order = np.random.default_rng(0).permutation(len(df))
-    return df.iloc[np.sort(order[:n])].reset_index(drop=True) if n is not None and len(df) > n else df
+    """At most ``n`` rows of ``df`` (:func:`methray.budget.cap_rows`, seed 0), in ``df``'s order."""
+    return df.iloc[cap_rows(np.arange(len(df)), n)].reset_index(drop=True) if n is not None and len(df) > n else df
 
 
 def model_config(name: str, cfg: RunConfig) -> ModelConfig:
@@ -159,9 +111,10 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .genome import open_reference
     from .metrics import metric_rows
     from .pipeline import run_prepare
-    from .prepare import read_table
     from .run import start_ray, start_run
-    from .score import predict_dataset, write_predictions
+    from .predictions import write_predictions
+    from .score import predict_dataset
+    from .sites import read_sites
     from .tracks import sort_sites
     from .train import checkpoint_meta, fit, learning_rate, model_window
     from .windows import encode_dataset
@@ -174,8 +127,8 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     budget_line = budget.describe(names)
     t0 = time.perf_counter()
     start_run(cfg, with_ray=False)
-    if storage.exists(cfg.cpg_table):
-        log.info(f"compare: reusing the CpG table {cfg.cpg_table} (delete it to prepare again)")
+    if storage.exists(cfg.sites_table):
+        log.info(f"compare: reusing the CpG table {cfg.sites_table} (delete it to prepare again)")
     else:
         run_prepare(cfg)
     start_ray(cfg)
@@ -183,8 +136,8 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
 
     tissue = cfg.tissues[0].name
     order = open_reference(cfg.reference).chroms
-    sites = {s: sort_sites(read_table(cfg.cpg_table, tissue=tissue, split=s), order) for s in ("train", "val", "test")}
-    val, test = _capped(sites["val"], budget.val_sites), _capped(sites["test"], budget.test_sites)
+    sites = {s: sort_sites(read_sites(cfg.sites_table, tissue=tissue, split=s), order) for s in ("train", "val", "test")}
+    val, test = _capped(sites["val"], budget.max_val), _capped(sites["test"], budget.max_eval)
     epochs = min(budget.epochs, cfg.train.epochs) if budget.epochs else cfg.train.epochs
     train_cfg = cfg.train.model_copy(update={"epochs": epochs, "max_train_sites": None})
 
@@ -291,5 +244,5 @@ def markdown(table: pd.DataFrame) -> str:
 
 def read_comparison(path: str) -> tuple[str, pd.DataFrame]:
     """Read ``comparison.tsv``: the header line (without ``# ``) and the table."""
-    header, table = read_table(path)
+    header, table = read_result(path)
     return header[0], table

@@ -177,7 +177,8 @@ class RunConfig(JobConfig):
             t.path = resolve_path(t.path, data_dir)
 
     @property
-    def cpg_table(self) -> str:
+    def sites_table(self) -> str:
+        """The measured-sites table written by ``prepare`` (:mod:`methray.sites`)."""
         return self.path("cpg_table")
 
     @property

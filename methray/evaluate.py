@@ -13,8 +13,8 @@ from . import baseline
 from .checkpoint import read_meta
 from .config import RunConfig
 from .metrics import metric_rows
-from .prepare import read_table
-from .score import read_predictions, write_predictions
+from .sites import read_sites
+from .predictions import read_predictions, write_predictions
 from .tables import write_table
 
 
@@ -22,8 +22,8 @@ def run_baseline(cfg: RunConfig, split: str = "test") -> None:
     """Fit the CpG-density baseline per tissue and write its predictions like a model's."""
     spec = read_meta(cfg.checkpoint_dir).window
     for t in cfg.tissues:
-        train = read_table(cfg.cpg_table, tissue=t.name, split="train")
-        test = read_table(cfg.cpg_table, tissue=t.name, split=split)
+        train = read_sites(cfg.sites_table, tissue=t.name, split="train")
+        test = read_sites(cfg.sites_table, tissue=t.name, split=split)
         test = test.assign(beta_pred=baseline.fit_predict(train, test, cfg.reference, spec))
         write_predictions(cfg, test, t.name, baseline.NAME)
 

@@ -33,7 +33,7 @@ def run_prepare(cfg: RunConfig) -> None:
             f"with coverage < {cfg.prepare.min_coverage}; coverage unknown {r.coverage_unknown:,}; kept {r.kept:,} "
             f"({r.in_cpg_island:,} in CpG islands); split {', '.join(f'{k} {v:,}' for k, v in r.split.items())}"
         )
-    log.info(f"prepare: CpG table {cfg.cpg_table} ({time.perf_counter() - t:.1f} s)")
+    log.info(f"prepare: CpG table {cfg.sites_table} ({time.perf_counter() - t:.1f} s)")
 
 
 def run_train(cfg: RunConfig) -> None:
@@ -46,7 +46,8 @@ def run_train(cfg: RunConfig) -> None:
 
 def run_score(cfg: RunConfig) -> None:
     """Score the held-out sites of every tissue (Ray must be started)."""
-    from .score import bedgraph_path, score
+    from .predictions import bedgraph_path
+    from .score import score
 
     t = time.perf_counter()
     preds = score(cfg)

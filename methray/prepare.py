@@ -1,4 +1,4 @@
-"""Stage 1, prepare: methylation files -> one CpG table in Parquet, partitioned by chrom.
+"""Stage 1, prepare: methylation files -> the measured-sites table (:mod:`methray.sites`).
 
 For each tissue:
 
@@ -27,23 +27,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.dataset as pads
 
 from . import split as splitting
 from . import storage
 from .config import RunConfig
-from .encoding import MAX_FLANK
 from .errors import MethrayError
-from .genome import Reference, open_reference
+from .genome import open_reference
 from .io.bed import load_islands
 from .io.methylation import read_methylation
+from .sites import call_sites, write_sites
 
 log = logging.getLogger(__name__)
 
@@ -65,77 +60,10 @@ class TissueCounts:
     split: dict = field(default_factory=dict)
 
 
-def call_cpgs(raw: pd.DataFrame, ref: Reference, source: str, max_non_cpg_fraction: float, counts: TissueCounts) -> pd.DataFrame:
-    """Check measured C's against the reference and merge the two strands of each CpG.
-
-    Parameters
-    ----------
-    raw
-        Output of :func:`methray.io.methylation.read_methylation`.
-    ref
-        The reference genome.
-    source
-        File name for error messages.
-
-    Returns
-    -------
-    pd.DataFrame
-        One row per CpG: ``chrom, pos`` (+ strand C, 0-based), ``n_meth, n_total, beta``.
-
-    Raises
-    ------
-    MethrayError
-        Unknown chromosome, position past the contig end, or too many non-CpG sites.
-    """
-    parts = []
-    non_cpg_examples = []
-    for chrom, grp in raw.groupby("chrom", sort=False):
-        if chrom not in ref.sizes:
-            first = int(grp["line"].iloc[0])
-            ref.check_chrom(str(chrom), f"{source}:{first}")
-        pos = grp["pos"].to_numpy(np.int64)
-        past = pos >= ref.sizes[chrom]
-        if past.any():
-            i = int(np.argmax(past))
-            raise MethrayError(
-                f"{source}:{grp['line'].iloc[i]}: position {pos[i]} is past the end of {chrom} "
-                f"({ref.sizes[chrom]} bp in {ref.path}); wrong assembly?"
-            )
-        codes = ref.codes(chrom)
-        at, nxt, prev = codes[pos + MAX_FLANK], codes[pos + MAX_FLANK + 1], codes[pos + MAX_FLANK - 1]
-        plus = (at == 1) & (nxt == 2)
-        minus = (at == 2) & (prev == 1)
-        ok = plus | minus
-        if not ok.all():
-            bad = grp[~ok]
-            non_cpg_examples.append((int(bad["line"].iloc[0]), chrom, int(bad["pos"].iloc[0])))
-        sub = grp[ok].assign(pos=np.where(plus[ok], pos[ok], pos[ok] - 1))
-        parts.append(sub)
-    counts.rows_read = len(raw)
-    counts.non_cpg_dropped = int(len(raw) - sum(len(p) for p in parts))
-    if counts.rows_read and counts.non_cpg_dropped / counts.rows_read > max_non_cpg_fraction:
-        line, chrom, pos = min(non_cpg_examples)
-        raise MethrayError(
-            f"{source}: {counts.non_cpg_dropped} of {counts.rows_read} sites "
-            f"({100 * counts.non_cpg_dropped / counts.rows_read:.1f}%, limit {100 * max_non_cpg_fraction:g}%) are not CpGs "
-            f"in {ref.path} (first at line {line}: {chrom}:{pos} 0-based); wrong assembly or coordinate base (0- vs 1-based)?"
-        )
-    sites = pd.concat(parts, ignore_index=True) if parts else raw.iloc[:0]
-    grouped = sites.groupby(["chrom", "pos"], sort=False)
-    merged = grouped.agg(n_meth=("n_meth", "sum"), n_total=("n_total", "sum"), beta_mean=("beta", "mean"), strands=("pos", "size"))
-    merged = merged.reset_index()
-    has_counts = grouped["n_total"].count().to_numpy() > 0
-    merged.loc[~has_counts, ["n_meth", "n_total"]] = np.nan
-    merged["beta"] = np.where(has_counts, merged["n_meth"] / merged["n_total"], merged["beta_mean"])
-    counts.cpgs = len(merged)
-    counts.cpgs_both_strands = int((merged["strands"] > 1).sum())
-    return merged[["chrom", "pos", "n_meth", "n_total", "beta"]]
-
-
 def prepare(cfg: RunConfig) -> list[TissueCounts]:
     """Run the prepare stage for every tissue of ``cfg`` and write the CpG table.
 
-    Writes ``<out_dir>/cpg_table/`` (Parquet, hive-partitioned by chrom),
+    Writes the sites table ``<out_dir>/cpg_table/`` (:mod:`methray.sites`),
     ``<out_dir>/split_regions.tsv`` and ``<out_dir>/prepare_report.json``.
 
     Returns
@@ -146,15 +74,16 @@ def prepare(cfg: RunConfig) -> list[TissueCounts]:
     Raises
     ------
     MethrayError
-        Any input problem (see :func:`call_cpgs` and the readers); nothing is written then.
+        Any input problem (see :func:`methray.sites.call_sites` and the readers); nothing is
+        written then.
     """
     ref = open_reference(cfg.reference)
     islands = load_islands(cfg.cpg_islands)
     tables, reports = [], []
     for tissue in cfg.tissues:
-        counts = TissueCounts(tissue.name, tissue.path)
         raw = read_methylation(tissue.path, tissue.format)
-        cpgs = call_cpgs(raw, ref, tissue.path, cfg.prepare.max_non_cpg_fraction, counts)
+        cpgs, called = call_sites(raw, ref, tissue.path, cfg.prepare.max_non_cpg_fraction)
+        counts = TissueCounts(tissue.name, tissue.path, **asdict(called))
         known = cpgs["n_total"].notna()
         low = known & (cpgs["n_total"] < cfg.prepare.min_coverage)
         counts.coverage_unknown = int((~known).sum())
@@ -176,51 +105,9 @@ def prepare(cfg: RunConfig) -> list[TissueCounts]:
         counts.split = {s: int((labels == s).sum()) for s in splitting.SPLITS}
     rank = {c: i for i, c in enumerate(ref.chroms)}
     table = table.sort_values(["chrom", "pos", "tissue"], key=lambda s: s.map(rank) if s.name == "chrom" else s, kind="stable")
-    write_partitioned(table, cfg.cpg_table, cfg.prepare.rows_per_file)
+    write_sites(table, cfg.sites_table, cfg.prepare.rows_per_file)
     with storage.atomic_write(cfg.path("split_regions.tsv")) as fh:
         regions.to_csv(fh, sep="\t", index=False)
     with storage.atomic_write(cfg.path("prepare_report.json")) as fh:
         json.dump([asdict(r) for r in reports], fh, indent=2)
     return reports
-
-
-def write_partitioned(table: pd.DataFrame, out: str, rows_per_file: int) -> None:
-    """Write a table as Parquet partitioned by ``chrom`` (hive), atomically.
-
-    Several files per chromosome (``rows_per_file``) let Ray Data read in parallel. Locally
-    the dataset is written into a temporary sibling directory and renamed when complete; an
-    existing table under ``out`` is replaced.
-    """
-    data = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
-    kwargs = dict(
-        format="parquet",
-        partitioning=pads.partitioning(pa.schema([("chrom", pa.string())]), flavor="hive"),
-        max_rows_per_file=rows_per_file,
-        max_rows_per_group=min(rows_per_file, 1 << 20),
-        existing_data_behavior="overwrite_or_ignore",
-    )
-    if storage.is_remote(out):
-        fs, path = storage.filesystem(out)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        arrow_fs, path = storage.arrow_location(out)
-        pads.write_dataset(data, path, filesystem=arrow_fs, **kwargs)
-        return
-    work = storage.staging_dir(os.path.abspath(out))
-    try:
-        pads.write_dataset(data, work, **kwargs)
-        storage.replace_dir(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def read_table(path: str, *, tissue: str | None = None, split: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read (part of) a CpG table into pandas, in file order (chrom, pos)."""
-    arrow_fs, p = storage.arrow_location(path)
-    ds = pads.dataset(p, format="parquet", partitioning="hive", filesystem=arrow_fs)
-    flt = None
-    for col, value in (("tissue", tissue), ("split", split)):
-        if value is not None:
-            cond = pads.field(col) == value
-            flt = cond if flt is None else flt & cond
-    return ds.to_table(filter=flt, columns=columns).to_pandas()

@@ -6,9 +6,9 @@ and predicts. Encoding inside the predictor avoids shipping one-hot tensors thro
 object store. Actors ask for ``score.cpus_per_actor`` CPUs and ``score.gpus_per_actor``
 GPUs (set it on GPU clusters).
 
-Outputs (per tissue and model): ``predictions/<tissue>.<model>.parquet`` (chrom, pos, beta,
-beta_pred, in_cpg_island, split) and ``<tissue>.<model>.bedGraph`` (sorted by reference
-order, 0-based half-open, with a ``track`` line), both written atomically.
+Outputs (per tissue and model, :mod:`methray.predictions`): ``predictions/<tissue>.<model>.parquet``
+(chrom, pos, beta, beta_pred, in_cpg_island, split) and ``<tissue>.<model>.bedGraph`` (sorted
+by reference order, 0-based half-open, with a ``track`` line), both written atomically.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import pandas as pd
 import ray
 
 from . import checkpoint as ckpt
-from . import storage, tracks
+from . import tracks
 from .config import RunConfig
 from .errors import MethrayError
+from .predictions import write_predictions
 from .predictor import Predictor
-from .windows import cpg_dataset
+from .sites import sites_dataset
 
 def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -> ray.data.Dataset:
     """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...)."""
@@ -35,14 +36,6 @@ def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -
         num_gpus=cfg.score.gpus_per_actor,
         batch_format="numpy",
     )
-
-
-def predictions_path(cfg: RunConfig, tissue: str, model: str) -> str:
-    return cfg.path("predictions", f"{tissue}.{model}.parquet")
-
-
-def bedgraph_path(cfg: RunConfig, tissue: str, model: str) -> str:
-    return cfg.path(f"{tissue}.{model}.bedGraph")
 
 
 def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = None) -> dict[str, pd.DataFrame]:
@@ -67,36 +60,11 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
     order = open_reference(cfg.reference).chroms
     out = {}
     for t in cfg.tissues:
-        ds = predict_dataset(cpg_dataset(cfg.cpg_table, tissue=t.name, split=split), cfg, checkpoint_dir)
+        ds = predict_dataset(sites_dataset(cfg.sites_table, tissue=t.name, split=split), cfg, checkpoint_dir)
         df = ds.to_pandas()
         if df.empty:
-            raise MethrayError(f"no {split} sites for tissue {t.name!r} in {cfg.cpg_table}")
+            raise MethrayError(f"no {split} sites for tissue {t.name!r} in {cfg.sites_table}")
         df = tracks.sort_sites(df, order)
         write_predictions(cfg, df, t.name, model)
         out[t.name] = df
     return out
-
-
-def write_predictions(cfg: RunConfig, df: pd.DataFrame, tissue: str, model: str) -> None:
-    """Write one (tissue, model) prediction table (Parquet) and bedGraph, atomically."""
-    from .genome import open_reference
-
-    with storage.atomic_path(predictions_path(cfg, tissue, model)) as tmp:
-        df.to_parquet(tmp, index=False)
-    tracks.write_bedgraph(
-        df,
-        bedgraph_path(cfg, tissue, model),
-        name=f"{tissue} {model}",
-        description=f"methray {model} predicted beta, {tissue}, {cfg.genome}",
-        chrom_order=open_reference(cfg.reference).chroms,
-    )
-
-
-def read_predictions(cfg: RunConfig, tissue: str, model: str) -> pd.DataFrame:
-    """Read a prediction table written by :func:`write_predictions`."""
-    path = predictions_path(cfg, tissue, model)
-    if not storage.exists(path):
-        raise MethrayError(f"{path}: no predictions; run `methray score` first")
-    fs, p = storage.filesystem(path)
-    with fs.open(p, "rb") as fh:
-        return pd.read_parquet(fh)

@@ -30,7 +30,7 @@ def write_table(df: pd.DataFrame, stem: str, header: list[str] | None = None) ->
     header
         Lines written before the TSV table as ``# <line>`` and stored in the Parquet schema
         metadata under ``methray.header`` (newline-joined). Read the TSV back with
-        :func:`read_table` or ``pd.read_csv(path, sep="\\t", comment="#")``.
+        :func:`read_result` or ``pd.read_csv(path, sep="\\t", comment="#")``.
     """
     with storage.atomic_write(f"{stem}.tsv") as fh:
         for line in header or []:
@@ -43,7 +43,7 @@ def write_table(df: pd.DataFrame, stem: str, header: list[str] | None = None) ->
         pq.write_table(table, tmp)
 
 
-def read_table(path: str) -> tuple[list[str], pd.DataFrame]:
+def read_result(path: str) -> tuple[list[str], pd.DataFrame]:
     """Read a table written by :func:`write_table`: its header lines (without ``# ``) and the table.
 
     ``path`` is the ``.tsv`` or the ``.parquet`` file (full precision).

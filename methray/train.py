@@ -296,11 +296,11 @@ def train(cfg: RunConfig) -> TrainResult:
     spec = model_window(cfg)
     if cfg.split.gap_bp < spec.length:
         raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the {cfg.model.name} window ({spec.length} bp): train and test windows could overlap")
-    if not storage.exists(cfg.cpg_table):
-        raise MethrayError(f"{cfg.cpg_table}: CpG table not found; run `methray prepare` first")
+    if not storage.exists(cfg.sites_table):
+        raise MethrayError(f"{cfg.sites_table}: CpG table not found; run `methray prepare` first")
     tissue = cfg.tissues[0].name
-    train_ds = window_dataset(cfg.cpg_table, cfg.reference, spec, tissue=tissue, split="train")
-    val_ds = window_dataset(cfg.cpg_table, cfg.reference, spec, tissue=tissue, split="val")
+    train_ds = window_dataset(cfg.sites_table, cfg.reference, spec, tissue=tissue, split="train")
+    val_ds = window_dataset(cfg.sites_table, cfg.reference, spec, tissue=tissue, split="val")
     if cfg.train.max_train_sites:
         n_all = train_ds.count()
         if n_all > cfg.train.max_train_sites:

@@ -1,4 +1,4 @@
-"""Stage 2, windows: a Ray Data pipeline from the CpG table to encoded window batches.
+"""Stage 2, windows: a Ray Data pipeline from the measured-sites table to encoded window batches.
 
 ``read_parquet`` (one block per file, so several files give parallelism) ->
 ``map_batches(encode_batch)``: each batch of CpGs is grouped by chromosome, the windows are
@@ -23,6 +23,7 @@ import ray
 
 from .encoding import WindowSpec, one_hot
 from .genome import open_reference
+from .sites import sites_dataset
 
 PASS_THROUGH = ("chrom", "pos", "in_cpg_island", "tissue")
 
@@ -109,31 +110,6 @@ def encode_intervals(batch: dict[str, np.ndarray], reference: str) -> dict[str, 
     return out
 
 
-def cpg_dataset(table: str, *, tissue: str | None = None, split: str | list[str] | None = None) -> ray.data.Dataset:
-    """Read (a filtered part of) the CpG table with Ray Data.
-
-    Parameters
-    ----------
-    table
-        The ``cpg_table`` directory (local or ``s3://``).
-    tissue, split
-        Row filters, pushed down into the Parquet reader.
-    """
-    from . import storage
-    from ray.data.expressions import col
-
-    arrow_fs, path = storage.arrow_location(table)
-    ds = ray.data.read_parquet(path, filesystem=arrow_fs, partitioning=ray.data.datasource.partitioning.Partitioning("hive"))
-    pred = None
-    if tissue is not None:
-        pred = col("tissue") == tissue
-    if split is not None:
-        splits = [split] if isinstance(split, str) else list(split)
-        cond = col("split").is_in(splits)
-        pred = cond if pred is None else pred & cond
-    return ds.filter(expr=pred) if pred is not None else ds
-
-
 def window_dataset(
     table: str,
     reference: str,
@@ -143,8 +119,8 @@ def window_dataset(
     split: str | list[str] | None = None,
     batch_size: int = 4096,
 ) -> ray.data.Dataset:
-    """The CpG table as a Ray Dataset of encoded windows (see the module docstring)."""
-    return encode_dataset(cpg_dataset(table, tissue=tissue, split=split), reference, spec, batch_size=batch_size)
+    """The measured-sites table as a Ray Dataset of encoded windows (see the module docstring)."""
+    return encode_dataset(sites_dataset(table, tissue=tissue, split=split), reference, spec, batch_size=batch_size)
 
 
 def encode_dataset(ds: ray.data.Dataset, reference: str, spec: WindowSpec, *, batch_size: int = 4096) -> ray.data.Dataset:

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from methray import checkpoint
-from methray.compare import Budget, TABLE_METRICS, compare, read_comparison
+from methray.budget import Budget
+from methray.compare import TABLE_METRICS, compare, read_comparison
 from methray.config import load_config
 from methray.errors import MethrayError
 from methray.models.cnn_baseline import CNNBaseline
@@ -24,7 +25,7 @@ from conftest import FASTA, slice_config
 pytestmark = pytest.mark.ray
 
 MODELS = ["cnn_baseline", "deepcpg_dna"]
-TINY = Budget("tiny", epochs=1, train_sites={"deepcpg_dna": 300}, default_train_sites=600, val_sites=150, test_sites=400)
+TINY = Budget(name="tiny", epochs=1, max_train_per_model={"deepcpg_dna": 300}, max_train=600, max_val=150, max_eval=400)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from methray.config import load_config
 from methray.errors import MethrayError
 from methray.io.bed import load_islands, read_bed
 from methray.io.methylation import detect_format, read_methylation
-from methray.prepare import prepare, read_table
+from methray.prepare import prepare
+from methray.sites import read_sites
 
 from conftest import DATA, IMR90, ISLANDS, SALIVA, head_lines, slice_config, write_gz
 
@@ -67,7 +68,7 @@ def test_strand_merge_on_real_cpgs(tmp_path):
     cfg, (report,) = _run(tmp_path, plus + minus + extra, prepare={"min_coverage": 1})
     assert report.rows_read == 300 and report.non_cpg_dropped == 0
     assert report.cpgs == 250 and report.cpgs_both_strands == 50
-    table = read_table(cfg.cpg_table).set_index("pos")
+    table = read_sites(cfg.sites_table).set_index("pos")
     chrom, start, _, _, m, u = plus[0].split("\t")
     row = table.loc[int(start) - 1]
     assert row["n_meth"] == int(m) + 2 and row["n_total"] == int(m) + int(u) + 4
@@ -142,6 +143,6 @@ def test_saliva_bedgraph_prepares_with_unknown_coverage(tmp_path):
     (report,) = prepare(cfg)
     assert report.rows_read == 2999 and report.non_cpg_dropped == 0
     assert report.coverage_unknown == report.cpgs == report.kept
-    table = read_table(cfg.cpg_table)
+    table = read_sites(cfg.sites_table)
     assert set(table["tissue"]) == {"saliva"} and table["n_total"].isna().all()
     assert pd.api.types.is_bool_dtype(table["in_cpg_island"]) and table["in_cpg_island"].any()

@@ -15,7 +15,8 @@ from methray.errors import MethrayError
 from methray.metrics_multilabel import multilabel_metrics
 from methray.predictor import rc_average_probs
 from methray.regulatory.config import load_regulatory_config
-from methray.regulatory.data import cap_rows, load_split_labels
+from methray.budget import cap_rows
+from methray.regulatory.data import load_split_labels
 from methray.regulatory.job import run_regulatory
 from methray.regulatory.labels import make_labels
 from methray.regulatory.tracks import scan_windows

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from methray.tables import read_table, write_table
+from methray.tables import read_result, write_table
 
 
 def test_tsv_and_parquet_carry_the_same_table_and_header(tmp_path):
@@ -15,9 +15,9 @@ def test_tsv_and_parquet_carry_the_same_table_and_header(tmp_path):
     write_table(df, stem, ["budget: cpu; epochs <= 1"])
     text = (tmp_path / "metrics.tsv").read_text()
     assert text.splitlines()[:3] == ["# budget: cpu; epochs <= 1", "model\tn\tauroc", "mrcnn\t24786\t0.6431"]
-    header, tsv = read_table(stem + ".tsv")
+    header, tsv = read_result(stem + ".tsv")
     assert header == ["budget: cpu; epochs <= 1"] and tsv["auroc"].iloc[0] == 0.6431 and np.isnan(tsv["auroc"].iloc[1])
-    header, parquet = read_table(stem + ".parquet")
+    header, parquet = read_result(stem + ".parquet")
     assert header == ["budget: cpu; epochs <= 1"]
     pd.testing.assert_frame_equal(parquet, df)  # full precision
     assert not list(tmp_path.glob("*.tmp-*"))
@@ -27,4 +27,4 @@ def test_without_header_the_tsv_starts_with_the_columns(tmp_path):
     write_table(pd.DataFrame({"a": [1.0]}), str(tmp_path / "t"))
     assert (tmp_path / "t.tsv").read_text() == "a\n1.0000\n"
     assert b"methray.header" not in (pq.read_schema(tmp_path / "t.parquet").metadata or {})
-    assert read_table(str(tmp_path / "t.tsv"))[0] == []
+    assert read_result(str(tmp_path / "t.tsv"))[0] == []

@@ -34,7 +34,7 @@ from ..genome import Reference
 from ..io.bed import IntervalIndex
 from ..io.methylation import read_methylation
 from ..metrics import classification_metrics, metric_rows, regression_metrics
-from ..prepare import TissueCounts, call_cpgs
+from ..sites import call_sites
 from ..tables import write_table
 from .config import SetTissue, TissueSetConfig
 
@@ -47,10 +47,10 @@ def measured_sites(t: SetTissue, ref: Reference, min_coverage: int) -> pd.DataFr
     Raises
     ------
     MethrayError
-        Unreadable file, or a file that does not fit the reference (see :func:`methray.prepare.call_cpgs`).
+        Unreadable file, or a file that does not fit the reference (see :func:`methray.sites.call_sites`).
     """
     raw = read_methylation(t.measured, t.format)
-    sites = call_cpgs(raw, ref, t.measured, MAX_NON_CPG_FRACTION, TissueCounts(t.name, t.measured))
+    sites, _ = call_sites(raw, ref, t.measured, MAX_NON_CPG_FRACTION)
     low = sites["n_total"].notna() & (sites["n_total"] < min_coverage)
     return sites.loc[~low, ["chrom", "pos", "beta"]].reset_index(drop=True)
 
@@ -110,7 +110,7 @@ def read_donors(path: str, ref: Reference) -> dict[str, pd.DataFrame]:
             {"chrom": df["chrom"][keep], "pos": df["start"][keep].astype(np.int64), "n_meth": np.nan, "n_total": np.nan,
              "beta": beta[keep], "line": np.flatnonzero(keep) + 2}
         )
-        sites = call_cpgs(rows, ref, f"{path} ({donor})", MAX_NON_CPG_FRACTION, TissueCounts(donor, path))
+        sites, _ = call_sites(rows, ref, f"{path} ({donor})", MAX_NON_CPG_FRACTION)
         out[str(donor)] = sites[["chrom", "pos", "beta"]]
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from .. import models
+from ..budget import Budget
 from ..config import JobConfig, Section, TrainConfig, load_job_config, resolve_path
 from ..errors import MethrayError
 from ..regions import parse_region
@@ -31,13 +32,6 @@ class RegSplitConfig(Section):
     inside_windows: int = Field(300, ge=1, description="windows of the inside-training block")
     gap: int = Field(1000, ge=0, description="bp kept free around held-out blocks")
     seed: int = 0
-
-
-class BudgetConfig(Section):
-    max_train_windows: int | None = Field(None, ge=1, description="cap on training windows (the inside block always included)")
-    max_val_windows: int | None = Field(None, ge=1)
-    max_eval_windows: int | None = Field(None, ge=1, description="cap per evaluated region (held-out, inside)")
-    note: str = "full scale"
 
 
 class EvaluateConfig(Section):
@@ -73,7 +67,7 @@ class RegulatoryConfig(JobConfig):
     models: list[str] = ["conv4_frss", "deepsea"]
     model_params: dict[str, dict] = Field(default_factory=dict, description="model name -> constructor overrides")
     train: TrainConfig = TrainConfig()
-    budget: BudgetConfig = BudgetConfig()
+    budget: Budget = Budget()
     evaluate: EvaluateConfig = EvaluateConfig()
     overfit: OverfitConfig = OverfitConfig()
     genome_scan: GenomeConfig = GenomeConfig()
@@ -111,10 +105,12 @@ def load_regulatory_config(path: str | None = None, overrides: list[str] | None 
 def budget_line(cfg: RegulatoryConfig) -> str:
     """One line stating the compute budget the metrics were obtained under."""
     b, t = cfg.budget, cfg.train
+    epochs = min(t.epochs, b.epochs or t.epochs)
+    per_model = "".join(f"; {m} train windows <= {n}" for m, n in b.max_train_per_model.items())
     return (
-        f"budget: {b.note}; negatives kept {cfg.labels.negative_fraction:g}; train windows <= {b.max_train_windows or 'all'}; "
-        f"val windows <= {b.max_val_windows or 'all'}; eval windows per region <= {b.max_eval_windows or 'all'}; "
-        f"epochs {t.epochs}; batch {t.batch_size}; lr {t.lr if t.lr else 'model default'}; rc_augment {t.rc_augment}; rc_average {cfg.evaluate.rc_average}"
+        f"budget: {b.name}; negatives kept {cfg.labels.negative_fraction:g}; train windows <= {b.max_train or 'all'}; "
+        f"val windows <= {b.max_val or 'all'}; eval windows per region <= {b.max_eval or 'all'}; "
+        f"{per_model[2:] + '; ' if per_model else ''}epochs {epochs}; batch {t.batch_size}; lr {t.lr if t.lr else 'model default'}; rc_augment {t.rc_augment}; rc_average {cfg.evaluate.rc_average}"
     )
 
 

@@ -45,22 +45,6 @@ def load_split_labels(cfg: RegulatoryConfig, stride: int) -> tuple[pd.DataFrame,
     return windows, y, classes
 
 
-def cap_rows(index: np.ndarray, limit: int | None, seed: int, keep: np.ndarray | None = None) -> np.ndarray:
-    """At most ``limit`` of the row numbers ``index`` (seeded random choice, sorted).
-
-    ``keep`` (row numbers, a subset of ``index``) are always kept (e.g. the inside block in the
-    training set); the rest is filled at random up to ``limit``.
-    """
-    index = np.asarray(index, dtype=np.int64)
-    if limit is None or len(index) <= limit:
-        return index
-    keep = np.asarray(keep if keep is not None else [], dtype=np.int64)
-    rest = np.setdiff1d(index, keep)
-    n = max(limit - len(keep), 0)
-    pick = np.random.default_rng(seed).choice(rest, size=min(n, len(rest)), replace=False)
-    return np.sort(np.concatenate([keep, pick]))
-
-
 def interval_dataset(windows: pd.DataFrame, y: np.ndarray | None, reference: str, *, n_blocks: int = 8, encode: bool = True) -> ray.data.Dataset:
     """Windows (and labels) as a Ray Dataset, optionally one-hot encoded.
 

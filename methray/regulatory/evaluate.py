@@ -11,7 +11,8 @@ from .. import storage
 from ..errors import MethrayError
 from ..metrics_multilabel import MEAN_ROW, multilabel_metrics
 from .config import RegulatoryConfig
-from .data import cap_rows, load_split_labels, predict_windows
+from ..budget import cap_rows
+from .data import load_split_labels, predict_windows
 
 REGIONS = ("inside", "held_out")
 METRIC_COLUMNS = ["model", "stride", "region", "class", "n", "n_pos", "auroc", "auprc", "n_classes"]
@@ -32,7 +33,7 @@ def evaluate_model(cfg: RegulatoryConfig, model: str, stride: int) -> pd.DataFra
     if ckpt.read_meta(ck).classes != classes:
         raise MethrayError(f"{ck}: trained on other classes than {classes}; retrain")
     masks = {"inside": windows["inside"].to_numpy(), "held_out": windows["split"].to_numpy() == "test"}
-    rows = {r: cap_rows(np.flatnonzero(masks[r]), cfg.budget.max_eval_windows, cfg.train.seed) for r in REGIONS}
+    rows = {r: cap_rows(np.flatnonzero(masks[r]), cfg.budget.max_eval, cfg.train.seed) for r in REGIONS}
     both = np.concatenate([rows[r] for r in REGIONS])  # one inference pass (actor start-up is costly)
     scored, prob, yy = predict_windows(cfg, ck, windows.iloc[both], y[both], rc_average=cfg.evaluate.rc_average)
     key = pd.MultiIndex.from_frame(scored[["chrom", "start"]])

@@ -8,21 +8,23 @@ from .. import checkpoint as ckpt
 from .. import models, storage
 from ..train import fit
 from .config import RegulatoryConfig, budget_line
-from .data import cap_rows, interval_dataset, load_split_labels
+from ..budget import cap_rows
+from .data import interval_dataset, load_split_labels
 
 
 def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: bool = True) -> dict:
     """Train ``model`` on the training windows at ``stride`` (multilabel BCE); returns a summary.
 
-    The training set is the ``train`` split capped at ``budget.max_train_windows`` (the
-    inside-training block is always part of it); validation the ``valid`` split capped at
-    ``budget.max_val_windows``.
+    The training set is the ``train`` split capped at the budget's cap for ``model``
+    (``budget.max_train_per_model``, else ``budget.max_train``; the inside-training block is
+    always part of it); validation the ``valid`` split capped at ``budget.max_val``; at most
+    ``budget.epochs`` epochs.
     """
     windows, y, classes = load_split_labels(cfg, stride)
     length = cfg.labels.length
-    tr = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "train"), cfg.budget.max_train_windows, cfg.train.seed,
+    tr = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "train"), cfg.budget.train_cap(model), cfg.train.seed,
                   keep=np.flatnonzero(windows["inside"].to_numpy()))
-    va = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "valid"), cfg.budget.max_val_windows, cfg.train.seed)
+    va = cap_rows(np.flatnonzero(windows["split"].to_numpy() == "valid"), cfg.budget.max_val, cfg.train.seed)
     params = cfg.model_params.get(model, {})
     models.build(model, window_length=length, n_outputs=len(classes), **params)  # fail early on a bad combination
     meta = ckpt.CheckpointMeta(
@@ -33,7 +35,7 @@ def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: boo
     res = fit(
         interval_dataset(windows.iloc[tr], y[tr], cfg.reference),
         interval_dataset(windows.iloc[va], y[va], cfg.reference),
-        meta=meta, train_cfg=cfg.train, name=f"{cfg.run_name}-{model}-s{stride}",
+        meta=meta, train_cfg=train_settings(cfg), name=f"{cfg.run_name}-{model}-s{stride}",
         storage_path=cfg.path("ray_train"), checkpoint_dir=storage.join(cfg.model_dir(model, stride), "checkpoint"),
         progress=progress,
     )
@@ -41,3 +43,8 @@ def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: boo
             "best_val_loss": res.best_val_loss, "seconds": res.seconds}
 
 
+def train_settings(cfg: RegulatoryConfig):
+    """The ``train`` section with the budget's epoch cap applied."""
+    if cfg.budget.epochs and cfg.budget.epochs < cfg.train.epochs:
+        return cfg.train.model_copy(update={"epochs": cfg.budget.epochs})
+    return cfg.train
