@@ -170,16 +170,10 @@ def sites_dataset(table: str, *, tissue: str | None = None, split: str | list[st
 
 
 def read_sites(path: str, *, tissue: str | None = None, split: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read (part of) the sites table into pandas, in file order (chrom, pos, tissue).
+    """Read (part of) the sites table at ``path`` into pandas, in file order (chrom, pos, tissue).
 
-    Parameters
-    ----------
-    path
-        The table's directory (local or ``s3://``).
-    tissue, split
-        Row filters, pushed down into the Parquet reader.
-    columns
-        Columns to read (default all; ``chrom`` is the hive partition).
+    ``tissue`` and ``split`` filter rows as in :func:`sites_dataset`; ``columns`` selects
+    columns (default all; ``chrom`` is the hive partition).
     """
     arrow_fs, p = storage.arrow_location(path)
     ds = pads.dataset(p, format="parquet", partitioning="hive", filesystem=arrow_fs)
