@@ -192,9 +192,10 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
 
     ref = open_reference(cfg.reference)
     metas = check_checkpoints(cfg)
-    start_run(cfg, with_ray=False, run_dir=prefix)
+    storage.makedirs(prefix)
     table = cpg_table_for(cfg, prefix, ref)
     _bind_job(prefix, _job_record(cfg, metas, table))
+    start_run(cfg, with_ray=False, run_dir=prefix)  # after _bind_job: a refused rerun leaves config.yaml alone
     shards = plan(cfg, ref)
     if not shards:
         raise MethrayError("score-genome: nothing to score (no contig / region selected)")
