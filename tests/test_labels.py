@@ -13,9 +13,9 @@ from methray.regulatory.labels import (
     build_labels,
     point_windows,
     read_labels,
-    split_windows,
     window_starts,
 )
+from methray.regulatory.split import split_windows
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hg19_chr22"
 

@@ -8,7 +8,7 @@ previous one wrote under ``out_dir``:
     :func:`methray.regulatory.labels.build_labels`: windows of ``labels.length`` bp every
     ``labels.stride`` bp, positive for a class when they contain one of its summits / site
     centres, N-rich windows dropped, negatives down-sampled (DeepGMAP kept 25 %); then
-    :func:`methray.regulatory.labels.split_windows`: contiguous test and validation blocks with a gap, and
+    :func:`methray.regulatory.split.split_windows`: contiguous test and validation blocks with a gap, and
     an "inside training" block. -> ``labels/stride<S>/`` (``windows.parquet``,
     ``classes.json``, ``split.parquet``).
 ``train``
@@ -47,7 +47,8 @@ Quang D, Xie X (2016). DanQ. Nucleic Acids Res 44: e107 (reverse-complement aver
 Zhou J, Troyanskaya OG (2015). DeepSEA. Nat Methods 12: 931-934.
 
 Modules, one per stage: :mod:`~methray.regulatory.config` (the job config),
-:mod:`~methray.regulatory.labels` (label table and its split), :mod:`~methray.regulatory.data`
+:mod:`~methray.regulatory.peaks` (peak and site files), :mod:`~methray.regulatory.labels`
+(label table), :mod:`~methray.regulatory.split` (its contiguous split), :mod:`~methray.regulatory.data`
 (windows as Ray Datasets, batch inference), :mod:`~methray.regulatory.train`,
 :mod:`~methray.regulatory.evaluate` (metrics, overfitting table),
 :mod:`~methray.regulatory.tracks` (genome-wide bedGraphs) and :mod:`~methray.regulatory.job`

@@ -12,7 +12,8 @@ from ..errors import MethrayError
 from ..predictor import IntervalPredictor
 from ..windows import encode_intervals
 from .config import RegulatoryConfig
-from .labels import read_labels, read_split
+from .labels import read_labels
+from .split import read_split
 
 
 def load_split_labels(cfg: RegulatoryConfig, stride: int) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
