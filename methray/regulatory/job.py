@@ -69,7 +69,8 @@ def run_regulatory(cfg: RegulatoryConfig, steps: list[str] | None = None) -> dic
             log.info(f"train {m} stride {s}: {r['n_train']:,} train / {r['n_val']:,} val windows; best val BCE {r['best_val_loss']:.4f} ({r['seconds']:.0f} s)")
     for m, s in jobs:
         if (m, s) not in n_train and storage.exists(storage.join(cfg.model_dir(m, s), "checkpoint", "meta.json")):
-            n_train[(m, s)] = ckpt.read_meta(storage.join(cfg.model_dir(m, s), "checkpoint")).n_train_windows or -1
+            n_seen = ckpt.read_meta(storage.join(cfg.model_dir(m, s), "checkpoint")).n_train_windows
+            n_train[(m, s)] = -1 if n_seen is None else n_seen
     evaluated: list[pd.DataFrame] = []
     if "evaluate" in steps or "overfit" in steps:
         for m, s in jobs if "overfit" in steps else [(m, stride) for m in cfg.models]:
