@@ -36,11 +36,22 @@ def write_table(df: pd.DataFrame, stem: str, header: list[str] | None = None) ->
         for line in header or []:
             fh.write(f"# {line}\n")
         df.to_csv(fh, sep="\t", index=False, float_format="%.4f", lineterminator="\n")
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = pa.Table.from_pandas(_parquet_safe(df), preserve_index=False)
     if header:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), HEADER_KEY: "\n".join(header).encode()})
     with storage.atomic_path(f"{stem}.parquet") as tmp:
         pq.write_table(table, tmp)
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with text-and-number columns (e.g. ``epochs`` with ``-`` for the baseline) as text.
+
+    Parquet needs one type per column; the TSV shows such a column as written either way.
+    """
+    mixed = [c for c in df.columns if df[c].dtype == object and not df[c].map(lambda v: v is None or isinstance(v, str)).all()]
+    if not mixed:
+        return df
+    return df.assign(**{c: df[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v)) for c in mixed})
 
 
 def read_result(path: str) -> tuple[list[str], pd.DataFrame]:

@@ -28,3 +28,10 @@ def test_without_header_the_tsv_starts_with_the_columns(tmp_path):
     assert (tmp_path / "t.tsv").read_text() == "a\n1.0000\n"
     assert b"methray.header" not in (pq.read_schema(tmp_path / "t.parquet").metadata or {})
     assert read_result(str(tmp_path / "t.tsv"))[0] == []
+
+
+def test_a_column_of_numbers_and_text_is_text_in_parquet(tmp_path):
+    df = pd.DataFrame({"model": ["mrcnn", "cpg_density"], "epochs": [3, "-"]})
+    write_table(df, str(tmp_path / "comparison"))
+    assert (tmp_path / "comparison.tsv").read_text().splitlines()[1:] == ["mrcnn\t3", "cpg_density\t-"]
+    assert read_result(str(tmp_path / "comparison.parquet"))[1]["epochs"].tolist() == ["3", "-"]
