@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from methray import models, tasks
+from methray.checkpoint import CheckpointMeta
 from methray.config import TrainConfig
 from methray.encoding import WindowSpec
 from methray.train import fit
@@ -48,7 +49,7 @@ def ray_train(datasets: tuple, name: str, *, batch_size: int, workers: int, work
     """One ``fit()`` of ``name`` with ``workers`` CPU workers, one epoch over ``datasets[0]`` (needs Ray)."""
     spec = model_spec(name)
     train_ds, val_ds = datasets
-    meta = {"model": name, "task": "methylation", "window_length": spec.length, "exclude_cpg": spec.exclude_cpg, "n_outputs": 1, "params": {}}
+    meta = CheckpointMeta(model=name, task="methylation", window_length=spec.length, exclude_cpg=spec.exclude_cpg, n_outputs=1)
     cfg = TrainConfig(epochs=1, batch_size=batch_size, num_workers=workers, cpus_per_worker=1, use_gpu=False, shuffle_buffer=0, patience=1)
     with MemorySampler() as mem:
         result = fit(
