@@ -336,12 +336,12 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.UsageError as exc:
         print(f"methray: error: {_usage_line(exc)}", file=sys.stderr)
         sys.exit(2)
-    except click_exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except click_exceptions.ClickException as exc:
         print(f"methray: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(2)
-    except click_exceptions.Abort:
+    except typer.Abort:
         print("methray: aborted", file=sys.stderr)
         sys.exit(130)
 

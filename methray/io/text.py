@@ -128,13 +128,14 @@ def read_errors(path: str, exc: BaseException, after_line: int) -> MethrayError:
     import gzip
     import zlib
 
+    where = f" (after line {after_line:,})" if after_line > 0 else ""
     if isinstance(exc, EOFError):
-        return MethrayError(f"{path}: truncated gzip stream (ends after line {after_line:,}); the file is incomplete: copy or download it again")
+        return MethrayError(f"{path}: truncated gzip stream{where}: the file is incomplete; copy or download it again")
     if isinstance(exc, (gzip.BadGzipFile, zlib.error)):
-        return MethrayError(f"{path}: corrupt gzip data after line {after_line:,} ({exc})")
+        return MethrayError(f"{path}: corrupt gzip data{where} ({exc})")
     if isinstance(exc, UnicodeDecodeError):
-        return MethrayError(f"{path}: expected a text table, found binary or non-ASCII data after line {after_line:,}")
-    return MethrayError(f"{path}: cannot read after line {after_line:,} ({type(exc).__name__}: {exc})")
+        return MethrayError(f"{path}: expected a text table, found binary or non-ASCII data{where}")
+    return MethrayError(f"{path}: cannot read{where} ({type(exc).__name__}: {exc})")
 
 
 def head_lines(path: str, n: int = 50, max_bytes: int = 1 << 16) -> list[str]:
@@ -169,7 +170,8 @@ def iter_chunks(path: str, *, skip: int, sep: str = "\t", chunk_rows: int | None
 
     pandas' C reader with every column as ``str`` (typed afterwards, column by column, so that
     a bad value is reported with its line); blank lines are skipped but counted, so line
-    numbers stay those of the file.
+    numbers stay those of the file. Bytes are decoded as latin-1 so that binary data past the
+    first lines (which :func:`head_lines` checks) fails as a bad value on its own line.
 
     Yields
     ------
@@ -186,10 +188,11 @@ def iter_chunks(path: str, *, skip: int, sep: str = "\t", chunk_rows: int | None
     import re
 
     first = skip + 1
-    with open_binary(path) as fh:
+    fh = open_binary(path)
+    try:
         reader = pd.read_csv(
             fh, sep=sep, header=None, skiprows=skip, dtype=str, keep_default_na=False, na_values=[],
-            skip_blank_lines=False, quoting=csv.QUOTE_NONE, encoding="ascii", engine="c",
+            skip_blank_lines=False, quoting=csv.QUOTE_NONE, encoding="latin-1", engine="c",
             chunksize=chunk_rows or CHUNK_ROWS,
         )
         while True:
@@ -197,18 +200,25 @@ def iter_chunks(path: str, *, skip: int, sep: str = "\t", chunk_rows: int | None
                 chunk = next(reader)
             except StopIteration:
                 return
-            except pd.errors.ParserError as exc:
-                m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-                if m:
-                    line = int(m.group(2)) + (skip if int(m.group(2)) <= skip + 1 else 0)
-                    raise MethrayError(f"{path}:{line}: expected {m.group(1)} columns like the first data line, found {m.group(3)}") from None
-                raise MethrayError(f"{path}: malformed table ({exc})") from None
-            except Exception as exc:  # noqa: BLE001 - gzip / zlib / EOF / decoding errors
-                raise read_errors(path, exc, first - 1) from None
             chunk["line"] = np.arange(first, first + len(chunk), dtype=np.int64)
             first += len(chunk)
             blank = (chunk.iloc[:, :-1] == "").all(axis=1).to_numpy()
             yield chunk[~blank] if blank.any() else chunk
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            line = int(m.group(2)) + (skip if int(m.group(2)) <= skip + 1 else 0)
+            raise MethrayError(f"{path}:{line}: expected {m.group(1)} columns like the first data line, found {m.group(3)}") from None
+        raise MethrayError(f"{path}: malformed table ({exc})") from None
+    except (MethrayError, GeneratorExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - gzip / zlib / EOF errors have no common base
+        raise read_errors(path, exc, first - 1) from None
+    finally:
+        try:
+            fh.close()
+        except Exception:  # noqa: BLE001 - closing a truncated gzip stream may fail again
+            pass
 
 
 def _looks_like_header(chunk: pd.DataFrame, i: int) -> bool:
