@@ -89,6 +89,8 @@ class ContigNames:
                 target = fits[0] if fits else None
             if target is None and not (name.isascii() and name.isprintable()):
                 raise MethrayError(f"{where}: expected a text table, found binary or non-ASCII data")
+            if target is None and not (name.isascii() and name.isprintable()):
+                raise MethrayError(f"{where}: expected a text table, found binary or non-ASCII data")
             if target is None:
                 self.ref.check_chrom(name, where)  # raises with the reference's names
             if target != name:

@@ -130,7 +130,7 @@ def sniff(path: str) -> Sniffed:
             skip += 1
             continue
         sep = "\t"
-        if len(fields) == 10 and len(fields[9].split()) == 9:  # modkit < 0.4: columns 10-18 space-separated
+        if 10 <= len(fields) < 18 and len(raw.split()) == 18:  # modkit without --only-tabs: spaces after field 10
             sep, fields = r"\s+", raw.split()
         return Sniffed(skip, header, track, fields, sep, skip + 1)
     if len(lines) < 50:

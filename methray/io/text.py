@@ -230,6 +230,8 @@ def _looks_like_header(chunk: pd.DataFrame, i: int) -> bool:
 def _fail(path: str, chunk: pd.DataFrame, bad: np.ndarray, col, name: str, expected: str) -> None:
     i = int(np.argmax(bad))
     line = int(chunk["line"].iloc[i])
+    if not all(v.isascii() and v.isprintable() for v in chunk.iloc[i, :-1].astype(str)):
+        raise MethrayError(f"{path}:{line}: expected a text table, found binary or non-ASCII data")
     if _looks_like_header(chunk, i):
         shown = "\t".join(chunk.iloc[i, :-1].astype(str))[:60]
         raise MethrayError(f"{path}:{line}: expected a data row, found a header line ({shown!r})")
