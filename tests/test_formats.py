@@ -21,7 +21,8 @@ from methray.config import load_config
 from methray.errors import MethrayError
 from methray.io import text as text_io
 from methray.io.methylation import MethylationReader, detect_format, read_methylation
-from methray.prepare import prepare, read_table
+from methray.prepare import prepare
+from methray.sites import read_sites
 
 import methylation_writers as mw
 from conftest import DATA, FASTA, IMR90, slice_config, write_gz
@@ -47,7 +48,7 @@ def _prepare(tmp_path, path, name="run", **tissue):
     cfg["tissues"] = [{"name": "imr90", "path": str(path), **tissue}]
     cfg = load_config(data=cfg)
     (report,) = prepare(cfg)
-    return read_table(cfg.cpg_table)[COLS].sort_values("pos", ignore_index=True), report
+    return read_sites(cfg.sites_table)[COLS].sort_values("pos", ignore_index=True), report
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +199,7 @@ def test_bgzip_reference_works_and_plain_gzip_is_refused(rows, expected, tmp_pat
     cfg["reference"] = str(ref)
     cfg = load_config(data=cfg)
     prepare(cfg)
-    table = read_table(cfg.cpg_table)[COLS].sort_values("pos", ignore_index=True)
+    table = read_sites(cfg.sites_table)[COLS].sort_values("pos", ignore_index=True)
     pd.testing.assert_frame_equal(table.drop(columns="split"), expected.drop(columns="split"))
     assert (tmp_path / "chr22_head.fa.gz.gzi").exists()
     plain = tmp_path / "plain.fa.gz"
