@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer._click import exceptions as click_exceptions  # typer ships its own click: the real one's exceptions never match
+try:  # recent typer ships its own copy of click: handlers for the real click's exceptions never match
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer runs on click itself
+    from click import exceptions as click_exceptions
 
 from .errors import MethrayError
 
