@@ -42,8 +42,6 @@ class Call:
 
 def seq_on_strand(fasta: str, chrom: str, pos: int, before: int, after: int, strand: str) -> str:
     """Bases ``before`` upstream to ``after`` downstream of ``pos``, read on ``strand`` (upper case)."""
-    import pyfaidx
-
     fa = _fasta(fasta)
     if strand == "+":
         return fa[chrom][pos - before : pos + after + 1].upper()

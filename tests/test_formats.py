@@ -20,12 +20,12 @@ from methray.cli import main
 from methray.config import load_config
 from methray.errors import MethrayError
 from methray.io import text as text_io
-from methray.io.methylation import MethylationReader, detect_format, read_methylation
+from methray.io.methylation import MethylationReader, ReadOptions, detect_format, read_methylation
 from methray.prepare import prepare
 from methray.sites import read_sites
 
 import methylation_writers as mw
-from conftest import DATA, FASTA, IMR90, slice_config, write_gz
+from conftest import FASTA, IMR90, slice_config, write_gz
 
 N_ROWS = 1500
 COLS = ["chrom", "pos", "n_meth", "n_total", "beta", "in_cpg_island", "split"]
@@ -111,7 +111,7 @@ def test_modkit_5hmc_is_dropped_or_added(rows, tmp_path):
     calls = mw.cpg_calls(rows[:200], both_strands=False)
     path = mw.write("bedmethyl", calls, tmp_path / "modkit.bed", str(FASTA), hmc=1)
     dropped = read_methylation(str(path))
-    added = MethylationReader(str(path), options=mw_options(modkit_5hmc="add")).read()
+    added = MethylationReader(str(path), options=ReadOptions(modkit_5hmc="add")).read()
     m = np.array([c.m for c in calls], float)
     np.testing.assert_array_equal(added["n_meth"], m)
     np.testing.assert_array_equal(dropped["n_meth"], np.maximum(m - 1, 0))
@@ -127,12 +127,6 @@ def test_modkit_space_separated_counts(rows, tmp_path, tabs):
     assert detect_format(str(path)) == "bedmethyl"
     df = read_methylation(str(path))
     assert df["n_total"].tolist() == [m + u for _, _, m, u in rows[:20]]
-
-
-def mw_options(**kw):
-    from methray.io.methylation import ReadOptions
-
-    return ReadOptions(**kw)
 
 
 def test_contig_names_mapped_and_reported(rows, expected, tmp_path):

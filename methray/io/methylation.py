@@ -219,7 +219,7 @@ def _percent(path, c, col, opts: ReadOptions, stats: ReadStats, name="percent") 
 
 def _strand(path, c, col) -> np.ndarray:
     s = c[col].map(_STRANDS)
-    check_rows(path, c, s.isna().to_numpy(), f"a strand (+, - or .) in column 'strand'")
+    check_rows(path, c, s.isna().to_numpy(), "a strand (+, - or .) in column 'strand'")
     return s.to_numpy(np.int8)
 
 
