@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+try:  # recent typer ships its own copy of click: handlers for the real click's exceptions never match
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer runs on click itself
+    from click import exceptions as click_exceptions
 
 from .errors import MethrayError
 
@@ -36,7 +39,49 @@ def _config(config: Path | None, sets: list[str] | None, out: str | None, *, dat
     overrides = list(sets or [])
     if out:
         overrides.append(f"out_dir={out}")
-    return load_config(str(config) if config else None, overrides, data=data)
+    cfg = load_config(str(config) if config else None, overrides, data=data)
+    _ROLLBACK.watch(cfg.out_dir)
+    return cfg
+
+
+class _Rollback:
+    """Undo what a failed command wrote before its inputs proved bad.
+
+    A stage records its resolved ``config.yaml`` in the run directory before reading its
+    inputs; when the command then ends in a :class:`MethrayError`, the ``config.yaml`` it
+    wrote and the directories it created (if left empty) are removed, so that bad input
+    leaves nothing under ``out_dir``. Local run directories only; files that existed before
+    the command are never touched.
+    """
+
+    def __init__(self):
+        self.watched: list[tuple[Path, bool, Path | None]] = []
+
+    def watch(self, out_dir: str) -> None:
+        from . import storage
+
+        if storage.is_remote(out_dir):
+            return
+        out = Path(out_dir)
+        first_new = None  # the topmost directory that this command would create
+        p = out
+        while not p.exists() and p != p.parent:
+            first_new, p = p, p.parent
+        self.watched.append((out, (out / "config.yaml").exists(), first_new))
+
+    def undo(self) -> None:
+        for out, had_config, first_new in self.watched:
+            if not had_config:
+                (out / "config.yaml").unlink(missing_ok=True)
+            p = out
+            while first_new is not None and p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+                if p == first_new:
+                    break
+                p = p.parent
+
+
+_ROLLBACK = _Rollback()
 
 
 def _stage(cfg, stage, *, with_ray: bool = True):
@@ -267,20 +312,39 @@ def _quiet_logs() -> None:
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
 
 
+def _usage_line(exc: click_exceptions.UsageError) -> str:
+    """``<command>: <what was wrong> (see '<command> --help')`` for a command-line usage error."""
+    cmd = exc.ctx.command_path if exc.ctx is not None else "methray"
+    return f"{cmd}: {exc.format_message()} (see '{cmd} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Bad input (a :class:`MethrayError`) and command-line usage errors (unknown option,
+    missing argument, bad value) end as one line ``methray: error: ...`` on stderr with exit
+    status 2, and whatever the failed command had written is removed (:class:`_Rollback`).
+    """
     _quiet_logs()
+    _ROLLBACK.watched.clear()
     try:
         app(args=argv, prog_name="methray", standalone_mode=False)
     except MethrayError as exc:
+        _ROLLBACK.undo()
         print(f"methray: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except click_exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # `methray` alone, or a group without a command: the help text
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click_exceptions.UsageError as exc:
+        print(f"methray: error: {_usage_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click_exceptions.ClickException as exc:
+        print(f"methray: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
         print("methray: aborted", file=sys.stderr)
         sys.exit(130)
 

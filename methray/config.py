@@ -33,12 +33,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MethylationFormat = Literal["bismark_cov", "bismark_report", "bedmethyl", "methyldackel", "cgmap", "allc", "bsmap", "bedgraph"]
+
+
 class TissueConfig(Section):
-    """One tissue's measured methylation file."""
+    """One tissue's measured methylation file and how to read it (README "Input formats")."""
 
     name: str
     path: str
-    format: Literal["bismark_cov", "bedgraph"] | None = None  # None = from the file name
+    format: MethylationFormat | None = Field(None, description="None = recognised from the file's content")
+    value_scale: Literal["percent", "fraction"] = Field("percent", description="scale of the % column (bismark_cov, methyldackel, bedmethyl, bedgraph)")
+    match_contig_names: bool = Field(True, description="map 22 <-> chr22 and MT <-> chrM when unambiguous (reported)")
+    contig_map: dict[str, str] = Field({}, description="explicit file contig -> reference contig names; wins over matching")
+    duplicates: Literal["error", "sum"] = Field("error", description="the same site and strand twice: error naming both lines, or add the counts")
+    modkit_5hmc: Literal["drop", "add"] = Field("drop", description="modkit h rows are dropped; add: 5hmC counted as methylated with 5mC")
 
 
 class PrepareConfig(Section):

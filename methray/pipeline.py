@@ -28,7 +28,7 @@ def run_prepare(cfg: RunConfig) -> None:
     reports = prepare(cfg)
     for r in reports:
         log.info(
-            f"prepare {r.tissue}: read {r.rows_read:,} rows; dropped {r.non_cpg_dropped:,} not CpG in reference; "
+            f"prepare {r.tissue}: {r.reading_summary()}; "
             f"{r.cpgs:,} CpGs ({r.cpgs_both_strands:,} with both strands merged); dropped {r.low_coverage_dropped:,} "
             f"with coverage < {cfg.prepare.min_coverage}; coverage unknown {r.coverage_unknown:,}; kept {r.kept:,} "
             f"({r.in_cpg_island:,} in CpG islands); split {', '.join(f'{k} {v:,}' for k, v in r.split.items())}"

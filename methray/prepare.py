@@ -2,15 +2,20 @@
 
 For each tissue:
 
-1. read the file (:mod:`methray.io.methylation`);
-2. check every chromosome and coordinate against the reference (unknown chromosome or a
-   position past the contig end is an error naming the file and line);
+1. stream the file in chunks through its format's reader (:mod:`methray.io.methylation`,
+   format recognised from the content unless given): rows of another context (CHG/CHH),
+   another modification than 5mC, or without reads are counted and dropped there;
+2. map its contig names to the reference's (``22`` -> ``chr22``, ``MT`` -> ``chrM`` when
+   unambiguous, or ``contig_map``; an unknown contig is an error naming file and line);
 3. assign strands: a measured C followed by G is the + strand C of a CpG at ``pos``; a
    measured G-position C (reference G preceded by C) is the - strand C of the CpG at
-   ``pos - 1``; anything else is *not a CpG* and is dropped and counted. More than
+   ``pos - 1``; a strand stated by the file must agree; anything else, a position past the
+   contig end included, is *not a CpG* and is dropped and counted. More than
    ``prepare.max_non_cpg_fraction`` (default 1%) of such sites fails the run: the file is
    probably for another assembly or uses the other coordinate base (0- vs 1-based);
-4. merge the two strands of each CpG (counts summed; for count-free bedGraphs, betas averaged);
+4. the same site and strand twice is an error naming both lines (or summed with
+   ``duplicates: sum``); merge the two strands of each CpG (counts summed; for count-free
+   bedGraphs, betas averaged);
 5. coverage filter: keep CpGs with ``n_total >= prepare.min_coverage`` (default 5 reads);
    sites without counts (bedGraph) are kept and counted as "coverage unknown";
 6. flag CpG-island membership from ``cpg_islands`` (BED);
@@ -37,7 +42,7 @@ from .config import RunConfig
 from .errors import MethrayError
 from .genome import open_reference
 from .io.bed import load_islands
-from .io.methylation import read_methylation
+from .io.methylation import MethylationReader, ReadOptions
 from .sites import call_sites, write_sites
 
 log = logging.getLogger(__name__)
@@ -49,8 +54,16 @@ class TissueCounts:
 
     tissue: str
     file: str
-    rows_read: int = 0
-    non_cpg_dropped: int = 0
+    format: str = ""
+    format_detected: bool = False  # recognised from the content (no format: in the config)
+    rows_read: int = 0  # data rows of the file
+    other_context_dropped: int = 0  # CHG / CHH calls
+    other_modification_dropped: int = 0  # modkit rows for a modification other than 5mC
+    zero_coverage_dropped: int = 0  # rows with no reads
+    contigs_renamed: dict = field(default_factory=dict)  # file name -> reference name
+    non_cpg_dropped: int = 0  # sites that are not a CpG of the reference (including past_contig_end)
+    past_contig_end: int = 0
+    duplicates_summed: int = 0  # rows added to an earlier row of the same site and strand
     cpgs: int = 0  # distinct CpGs after strand merging
     cpgs_both_strands: int = 0
     low_coverage_dropped: int = 0
@@ -58,6 +71,44 @@ class TissueCounts:
     kept: int = 0
     in_cpg_island: int = 0
     split: dict = field(default_factory=dict)
+
+    def reading_summary(self) -> str:
+        """One line on how the file was read: format, rows, what was dropped and why."""
+        how = "detected from the content" if self.format_detected else "from the config"
+        renamed = "".join(f"; contig {a} read as {b}" for a, b in self.contigs_renamed.items())
+        return (
+            f"format {self.format} ({how}); read {self.rows_read:,} rows; dropped {self.other_context_dropped:,} "
+            f"in another context (CHG/CHH), {self.other_modification_dropped:,} of another modification, "
+            f"{self.zero_coverage_dropped:,} without coverage, {self.non_cpg_dropped:,} not CpG in reference "
+            f"({self.past_contig_end:,} past a contig end); {self.duplicates_summed:,} duplicates summed{renamed}"
+        )
+
+
+def read_tissue(tissue, ref, max_non_cpg_fraction: float) -> tuple[pd.DataFrame, TissueCounts]:
+    """Stream one tissue's file through its reader and :func:`methray.sites.call_sites`.
+
+    Returns
+    -------
+    (pd.DataFrame, TissueCounts)
+        The measured CpGs (see :func:`methray.sites.call_sites`) and the counts of everything
+        read and dropped.
+
+    Raises
+    ------
+    MethrayError
+        See :class:`methray.io.methylation.MethylationReader` and :func:`methray.sites.call_sites`.
+    """
+    reader = MethylationReader(tissue.path, tissue.format, ReadOptions(tissue.value_scale, tissue.modkit_5hmc))
+    sites, called = call_sites(
+        reader.chunks(), ref, tissue.path, max_non_cpg_fraction,
+        contig_map=tissue.contig_map, match_contig_names=tissue.match_contig_names, duplicates=tissue.duplicates,
+    )
+    st = reader.stats
+    counts = TissueCounts(tissue.name, tissue.path, format=reader.format, format_detected=st.detected, **asdict(called))
+    counts.rows_read = st.rows  # every data row, before the context / modification / coverage drops
+    counts.other_context_dropped, counts.other_modification_dropped = st.other_context, st.other_modification
+    counts.zero_coverage_dropped = st.zero_coverage
+    return sites, counts
 
 
 def prepare(cfg: RunConfig) -> list[TissueCounts]:
@@ -81,9 +132,7 @@ def prepare(cfg: RunConfig) -> list[TissueCounts]:
     islands = load_islands(cfg.cpg_islands)
     tables, reports = [], []
     for tissue in cfg.tissues:
-        raw = read_methylation(tissue.path, tissue.format)
-        cpgs, called = call_sites(raw, ref, tissue.path, cfg.prepare.max_non_cpg_fraction)
-        counts = TissueCounts(tissue.name, tissue.path, **asdict(called))
+        cpgs, counts = read_tissue(tissue, ref, cfg.prepare.max_non_cpg_fraction)
         known = cpgs["n_total"].notna()
         low = known & (cpgs["n_total"] < cfg.prepare.min_coverage)
         counts.coverage_unknown = int((~known).sum())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,78 +39,184 @@ class CallCounts:
 
     rows_read: int
     non_cpg_dropped: int
+    """Rows that are not a C of a reference CpG, ``past_contig_end`` included."""
     cpgs: int
     """Distinct CpGs after strand merging."""
     cpgs_both_strands: int
+    past_contig_end: int = 0
+    duplicates_summed: int = 0
+    """Rows added to an earlier row of the same site and strand (``duplicates="sum"``)."""
+    contigs_renamed: dict = field(default_factory=dict)
+    """File contig name -> reference name, for every name that was mapped."""
 
 
-def call_sites(raw: pd.DataFrame, ref: Reference, source: str, max_non_cpg_fraction: float) -> tuple[pd.DataFrame, CallCounts]:
-    """Check measured C's against the reference and merge the two strands of each CpG.
+_C, _G = 1, 2  # base codes (methray.encoding)
+_MITO = ("chrM", "chrMT", "MT", "M")
+
+
+class ContigNames:
+    """Maps the contig names of a file to those of the reference.
+
+    An explicit ``contig_map`` wins; otherwise a name of the reference is used as is; with
+    ``match`` on, a name that differs only by the ``chr`` prefix (``22`` / ``chr22``) or is a
+    mitochondrial alias (``MT``, ``M``, ``chrM``, ``chrMT``) is mapped when exactly one
+    reference contig fits. Every mapping used is recorded in ``renamed``.
+    """
+
+    def __init__(self, ref: Reference, explicit: dict | None = None, match: bool = True):
+        self.ref, self.explicit, self.match = ref, dict(explicit or {}), match
+        self.renamed: dict[str, str] = {}
+        self._cache: dict[str, str | None] = {}
+
+    def candidates(self, name: str) -> list[str]:
+        bare = name[3:] if name.startswith("chr") else name
+        names = {bare, "chr" + bare}
+        if name in _MITO:
+            names |= set(_MITO)
+        return sorted(n for n in names if n != name and n in self.ref.sizes)
+
+    def __call__(self, name: str, where: str) -> str:
+        if name not in self._cache:
+            target = self.explicit.get(name)
+            if target is not None and target not in self.ref.sizes:
+                raise MethrayError(f"{where}: contig_map maps {name!r} to {target!r}, which is not in {self.ref.path}")
+            if target is None and name in self.ref.sizes:
+                target = name
+            if target is None and self.match:
+                fits = self.candidates(name)
+                if len(fits) > 1:
+                    raise MethrayError(f"{where}: contig {name!r} could be any of {', '.join(fits)} in {self.ref.path}; set contig_map for this tissue")
+                target = fits[0] if fits else None
+            if target is None and not (name.isascii() and name.isprintable()):
+                raise MethrayError(f"{where}: expected a text table, found binary or non-ASCII data")
+            if target is None and not (name.isascii() and name.isprintable()):
+                raise MethrayError(f"{where}: expected a text table, found binary or non-ASCII data")
+            if target is None:
+                self.ref.check_chrom(name, where)  # raises with the reference's names
+            if target != name:
+                self.renamed[name] = target
+            self._cache[name] = target
+        return self._cache[name]
+
+
+def call_sites(
+    chunks,
+    ref: Reference,
+    source: str,
+    max_non_cpg_fraction: float,
+    *,
+    contig_map: dict | None = None,
+    match_contig_names: bool = True,
+    duplicates: str = "error",
+) -> tuple[pd.DataFrame, CallCounts]:
+    """Check measured C's against the reference, chunk by chunk, and merge the strands of each CpG.
+
+    A row is the + strand C of a CpG when the reference has C at ``pos`` and G at ``pos + 1``,
+    the - strand C when it has G at ``pos`` and C at ``pos - 1`` (a strand stated by the file
+    must agree). Anything else, including a position past the contig end, is *not a CpG*:
+    counted and dropped, and more than ``max_non_cpg_fraction`` of them fails the run. The
+    same site on the same strand twice is an error naming both lines, or with
+    ``duplicates="sum"`` their counts are added (counted). Only compact numpy columns are
+    kept between chunks.
 
     Parameters
     ----------
-    raw
-        Output of :func:`methray.io.methylation.read_methylation`.
+    chunks
+        Iterable of tables with :data:`methray.io.methylation.COLUMNS` (or one such table;
+        without a ``strand`` column every strand is taken from the reference).
     ref
         The reference genome.
     source
         File name for error messages.
-    max_non_cpg_fraction
-        Fail when more than this fraction of the rows are not a C of a reference CpG.
 
     Returns
     -------
     sites : pd.DataFrame
-        One row per CpG: ``chrom, pos`` (+ strand C, 0-based), ``n_meth, n_total, beta``.
+        One row per CpG, in reference order: ``chrom`` (reference name), ``pos`` (int64, + strand
+        C, 0-based), ``n_meth, n_total`` (float64, NaN without counts), ``beta`` (float64).
     counts : CallCounts
-        Rows read, rows dropped as not CpG, CpGs, CpGs measured on both strands.
+        Rows, non-CpG rows (past a contig end among them), summed duplicates, renamed
+        contigs, CpGs, CpGs measured on both strands.
 
     Raises
     ------
     MethrayError
-        Unknown chromosome, position past the contig end, or too many non-CpG sites.
+        Unknown contig, ambiguous contig name, duplicate site, or too many non-CpG sites.
     """
-    parts = []
-    non_cpg_examples = []
-    for chrom, grp in raw.groupby("chrom", sort=False):
-        if chrom not in ref.sizes:
-            first = int(grp["line"].iloc[0])
-            ref.check_chrom(str(chrom), f"{source}:{first}")
-        pos = grp["pos"].to_numpy(np.int64)
-        past = pos >= ref.sizes[chrom]
-        if past.any():
-            i = int(np.argmax(past))
-            raise MethrayError(
-                f"{source}:{grp['line'].iloc[i]}: position {pos[i]} is past the end of {chrom} "
-                f"({ref.sizes[chrom]} bp in {ref.path}); wrong assembly?"
-            )
-        codes = ref.codes(chrom)
-        at, nxt, prev = codes[pos + MAX_FLANK], codes[pos + MAX_FLANK + 1], codes[pos + MAX_FLANK - 1]
-        plus = (at == 1) & (nxt == 2)
-        minus = (at == 2) & (prev == 1)
-        ok = plus | minus
-        if not ok.all():
-            bad = grp[~ok]
-            non_cpg_examples.append((int(bad["line"].iloc[0]), chrom, int(bad["pos"].iloc[0])))
-        sub = grp[ok].assign(pos=np.where(plus[ok], pos[ok], pos[ok] - 1))
-        parts.append(sub)
-    rows_read = len(raw)
-    non_cpg = int(rows_read - sum(len(p) for p in parts))
-    if rows_read and non_cpg / rows_read > max_non_cpg_fraction:
-        line, chrom, pos = min(non_cpg_examples)
+    if isinstance(chunks, pd.DataFrame):
+        chunks = [chunks]
+    names = ContigNames(ref, contig_map, match_contig_names)
+    rank = {c: i for i, c in enumerate(ref.chroms)}
+    keep: dict[str, list] = {k: [] for k in ("chrom", "pos", "strand", "n_meth", "n_total", "beta", "line")}
+    first_bad, c_or_g, rows, past_end = None, 0, 0, 0
+    for chunk in chunks:
+        rows += len(chunk)
+        codes_in, labels = pd.factorize(chunk["chrom"], sort=False)
+        for k, label in enumerate(labels):
+            idx = np.flatnonzero(codes_in == k)
+            lines = chunk["line"].to_numpy()[idx]
+            chrom = names(str(label), f"{source}:{lines[0]}")
+            pos = chunk["pos"].to_numpy()[idx]
+            stated = chunk["strand"].to_numpy()[idx] if "strand" in chunk else np.zeros(idx.size, np.int8)
+            inside = (pos >= 0) & (pos < ref.sizes[chrom])
+            past_end += int((~inside).sum())
+            codes = ref.codes(chrom)
+            p = np.where(inside, pos, 0) + MAX_FLANK
+            at, nxt, prev = codes[p], codes[p + 1], codes[p - 1]
+            plus = inside & (stated >= 0) & (at == _C) & (nxt == _G)
+            minus = inside & (stated <= 0) & (at == _G) & (prev == _C)
+            ok = plus | minus
+            if not ok.all():
+                i = int(np.argmin(ok))
+                if first_bad is None or lines[i] < first_bad[0]:
+                    first_bad = (int(lines[i]), chrom, int(pos[i]))
+                c_or_g += int((inside & ~ok & ((at == _C) | (at == _G))).sum())
+            sel = np.flatnonzero(ok)
+            keep["chrom"].append(np.full(sel.size, rank[chrom], np.int32))
+            keep["pos"].append(np.where(plus[sel], pos[sel], pos[sel] - 1))
+            keep["strand"].append(np.where(plus[sel], 1, -1).astype(np.int8))
+            for col in ("n_meth", "n_total", "beta"):
+                keep[col].append(chunk[col].to_numpy(np.float64)[idx][sel])
+            keep["line"].append(lines[sel])
+    sites = {k: (np.concatenate(v) if v else np.array([], dtype=np.int64)) for k, v in keep.items()}
+    non_cpg = rows - len(sites["pos"])
+    if rows and non_cpg / rows > max_non_cpg_fraction:
+        line, chrom, pos = first_bad
+        hint = "wrong assembly or coordinate base (0- vs 1-based)?"
+        inside = non_cpg - past_end
+        if inside and c_or_g / inside >= 0.9:
+            hint = (f"{100 * c_or_g / inside:.0f}% of them are C/G of the reference outside a CpG: non-CpG calls (CHG/CHH) "
+                    f"in a format without a context column? Keep only CpG calls; else wrong assembly or coordinate base (0- vs 1-based)?")
         raise MethrayError(
-            f"{source}: {non_cpg} of {rows_read} sites "
-            f"({100 * non_cpg / rows_read:.1f}%, limit {100 * max_non_cpg_fraction:g}%) are not CpGs "
-            f"in {ref.path} (first at line {line}: {chrom}:{pos} 0-based); wrong assembly or coordinate base (0- vs 1-based)?"
+            f"{source}: {non_cpg} of {rows} sites "
+            f"({100 * non_cpg / rows:.1f}%, limit {100 * max_non_cpg_fraction:g}%) are not CpGs "
+            f"in {ref.path} ({past_end} past a contig end; first at line {line}: {chrom}:{pos} 0-based); {hint}"
         )
-    sites = pd.concat(parts, ignore_index=True) if parts else raw.iloc[:0]
-    grouped = sites.groupby(["chrom", "pos"], sort=False)
-    merged = grouped.agg(n_meth=("n_meth", "sum"), n_total=("n_total", "sum"), beta_mean=("beta", "mean"), strands=("pos", "size"))
-    merged = merged.reset_index()
+    df = pd.DataFrame(sites)
+    df["chrom"] = df["chrom"].astype(np.int32)
+    df = df.sort_values(["chrom", "pos", "strand", "line"], kind="stable", ignore_index=True)
+    ch, ps, sd = (df[k].to_numpy() for k in ("chrom", "pos", "strand"))
+    dup = np.zeros(len(df), dtype=bool)
+    dup[1:] = (ch[1:] == ch[:-1]) & (ps[1:] == ps[:-1]) & (sd[1:] == sd[:-1])
+    if dup.any():
+        if duplicates != "sum":
+            i = int(np.argmax(dup))
+            r = df.iloc[i]
+            strand = "+" if r["strand"] > 0 else "-"
+            raise MethrayError(
+                f"{source}:{int(r['line'])}: expected one row per site and strand; line {int(df['line'].iloc[i - 1])} has the same "
+                f"{strand} strand C of the CpG at {ref.chroms[int(r['chrom'])]}:{int(r['pos'])} (0-based); "
+                f"set duplicates: sum for this tissue to add their counts"
+            )
+    n_summed = int(dup.sum())
+    grouped = df.groupby(["chrom", "pos"], sort=True)
+    strands = grouped["strand"].nunique()
+    merged = grouped.agg(n_meth=("n_meth", "sum"), n_total=("n_total", "sum"), beta_mean=("beta", "mean")).reset_index()
     has_counts = grouped["n_total"].count().to_numpy() > 0
     merged.loc[~has_counts, ["n_meth", "n_total"]] = np.nan
-    merged["beta"] = np.where(has_counts, merged["n_meth"] / merged["n_total"], merged["beta_mean"])
-    counts = CallCounts(rows_read, non_cpg, len(merged), int((merged["strands"] > 1).sum()))
+    merged["beta"] = np.where(has_counts, merged["n_meth"] / merged["n_total"].where(merged["n_total"] > 0), merged["beta_mean"])
+    merged["chrom"] = np.asarray(ref.chroms, dtype=object)[merged["chrom"].to_numpy()] if len(merged) else merged["chrom"].astype(object)
+    counts = CallCounts(rows, non_cpg, len(merged), int((strands.to_numpy() > 1).sum()), past_end, n_summed, dict(names.renamed))
     return merged[["chrom", "pos", "n_meth", "n_total", "beta"]], counts
 
 

@@ -36,11 +36,16 @@ def test_bedgraph_track_line_and_percent():
     assert df["n_total"].isna().all()
 
 
-def test_format_detection():
-    assert detect_format("x.cov.gz") == "bismark_cov"
-    assert detect_format("x.bedGraph.gz") == "bedgraph"
-    with pytest.raises(MethrayError, match="set format"):
-        detect_format("x.txt")
+def test_format_detection_by_content(tmp_path):
+    assert detect_format(str(IMR90)) == "bismark_cov"
+    assert detect_format(str(SALIVA)) == "bedgraph"
+    renamed = tmp_path / "calls.txt.gz"  # the name says nothing; the content does
+    renamed.write_bytes(IMR90.read_bytes()[:100_000])
+    assert detect_format(str(renamed)) == "bismark_cov"
+    odd = tmp_path / "odd.txt"
+    odd.write_text("chr22\t1\t2\t3\t4\n")
+    with pytest.raises(MethrayError, match=r"odd\.txt:1: cannot tell the methylation format.*5 columns.*expected one of: bismark_cov"):
+        detect_format(str(odd))
 
 
 def test_islands_flag_half_open():
@@ -104,10 +109,10 @@ def test_a_few_non_cpg_sites_are_dropped_and_counted(tmp_path):
     "line, message",
     [
         ("chr99\t100\t100\t50.0\t1\t1\n", r"in\.cov\.gz:3: chromosome 'chr99' is not in"),
-        ("chr22\t99999999\t99999999\t50.0\t1\t1\n", r"in\.cov\.gz:3: position 99999998 is past the end of chr22"),
-        ("chr22\t24080628\t24080628\tfifty\t1\t1\n", r"in\.cov\.gz:3: expected a number in column 'percent'"),
-        ("chr22\t24080628\t24080628\t150\t1\t1\n", r"in\.cov\.gz:3: expected a methylation percentage"),
-        ("chr22\t24080628\t24080628\t50.0\n", r"expected at least 6 tab-separated columns|expected 6"),
+        ("chr22\t99999999\t99999999\t50.0\t1\t1\n", r"in\.cov\.gz: 1 of 8 sites .* not CpGs .*1 past a contig end; first at line 3: chr22:99999998"),
+        ("chr22\t24080628\t24080628\tfifty\t1\t1\n", r"in\.cov\.gz:3: expected a finite number in column 'percent', got 'fifty'"),
+        ("chr22\t24080628\t24080628\t150\t1\t1\n", r"in\.cov\.gz:3: expected a methylation percent in 0\.\.100"),
+        ("chr22\t24080628\t24080628\t50.0\n", r"in\.cov\.gz:3: expected 6 non-empty columns for bismark_cov"),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path, line, message):

@@ -37,7 +37,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .. import storage
-from ..config import JobConfig, Section, load_job_config, resolve_path
+from ..config import JobConfig, MethylationFormat, Section, load_job_config, resolve_path
 from ..errors import MethrayError
 from ..regions import parse_region
 from ..shards import DEFAULT_SHARD_BP
@@ -50,7 +50,7 @@ class SetTissue(Section):
     name: str = Field(description="tissue name: output file names and table rows")
     checkpoint: str = Field(description="methray checkpoint directory (model.pt + meta.json)")
     measured: str | None = Field(None, description="measured methylation of this tissue (Bismark coverage or bedGraph)")
-    format: Literal["bismark_cov", "bedgraph"] | None = Field(None, description="format of `measured`; None = from the file name")
+    format: MethylationFormat | None = Field(None, description="format of `measured`; None = recognised from the content")
     donors: str | None = Field(None, description="per-donor beta TSV: chrom, start (0-based), end, one column per donor")
     split_regions: str | None = Field(
         None, description="the model's train/val/test regions; default <checkpoint>/../split_regions.tsv"
