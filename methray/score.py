@@ -26,6 +26,7 @@ from .predictor import Predictor
 from .sites import sites_dataset
 
 
+
 def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -> ray.data.Dataset:
     """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...)."""
     ckpt.read_meta(checkpoint_dir)  # fail in the driver, not in (retried) actor constructors
