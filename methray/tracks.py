@@ -16,10 +16,12 @@ chromosome index is a B+ tree keyed by name (Kent et al. 2010, Bioinformatics 26
 libBigWig numbers the chromosomes in the order given, so any other order would leave the
 tree's keys out of order. It is written with pyBigWig (libBigWig),
 which computes the zoom levels (summaries of 16 bp to ~65 kb bins for CpG tracks) from the
-written data. pybigtools 0.3.0 is not used for writing: for sparse data such as CpGs its
-zoom records count the gap between a zoom bin's start and the first item in the bin as
-covered bases with that item's value, so zoomed-out means and coverage are wrong (upstream:
-jackh726/bigtools issue 85 shows the same on CpG bedGraphs).
+written data. Known libBigWig defect: it stores a zoom record's sum only when the next record
+starts, so the last record of each 1,023-record zoom block and of each level keeps sum 0
+(count, min and max right; ~0.1% of records). pybigtools 0.3.0 is not used for writing: for
+sparse data such as CpGs its zoom records count the gap between a zoom bin's start and the
+first item in the bin as covered bases with that item's value, so zoomed-out means and
+coverage are wrong (jackh726/bigtools issue 85 shows the same on CpG bedGraphs).
 """
 
 from __future__ import annotations

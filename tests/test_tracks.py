@@ -84,14 +84,16 @@ def test_bigwig_zoom_levels_match_the_data(imr90_betas, tmp_path):
     assert 5 <= len(errors) <= 10, errors  # like bedGraphToBigWig's 6-10 levels
     for level, (n, bad_count, bad_sum) in errors.items():
         assert bad_count == 0, (level, errors)
-        # libBigWig drops the sum of one record per 1,023-record buffer (coverage and min/max
-        # stay right): at most ~0.1% of records.
-        assert bad_sum <= n // 1000 + 1, (level, errors)
+        # Known libBigWig defect (tracks module docstring): the last record of each
+        # 1,023-record block and of the level keeps sum 0; every other record is exact.
+        assert bad_sum <= n // 1023 + 1, (level, errors)
     with pyBigWig.open(path) as bw:
         assert bw.header()["nLevels"] == len(errors)
         # stats() from zoom records vs exact values. The whole contig needs no prorating of
         # partial bins; 5-8 Mb ranges only at their two ends (the IMR90 file covers 24-38.5 Mb).
-        for start, end, tol_mean, tol_cov in ((0, CHR22_BP, 1e-3, 1e-3), (25_000_000, 30_000_000, 0.02, 0.05), (30_000_000, 38_000_000, 0.02, 0.05)):
+        # The whole-contig mean also carries the defect's lost last record: 0.005 (the
+        # pybigtools writer was 0.04 off).
+        for start, end, tol_mean, tol_cov in ((0, CHR22_BP, 5e-3, 1e-3), (25_000_000, 30_000_000, 0.02, 0.05), (30_000_000, 38_000_000, 0.02, 0.05)):
             a, b = np.searchsorted(pos, [start, end])
             mean, top, cov = (bw.stats("chr22", start, end, type=t)[0] for t in ("mean", "max", "coverage"))
             exact_cov = (b - a) / (end - start)
