@@ -1,7 +1,9 @@
 """The ``methray`` command.
 
-Every stage takes ``--config FILE`` (a run config, see :mod:`methray.config`) and
-``--set section.key=value`` overrides; ``--out DIR`` sets ``out_dir``. Bad input ends with a
+Every job command (prepare, train, score, evaluate, pipeline, compare, regulatory, cpgs,
+score-genome) takes ``--config FILE`` (its YAML config), ``--set section.key=value``
+overrides and ``--out DIR`` (sets ``out_dir``). ``methray --version``, ``-h`` / ``--help`` on
+every command, and shell completion (``methray --install-completion``). Bad input ends with a
 one-line ``methray: error: ...`` on stderr and exit status 2.
 """
 
@@ -22,7 +24,8 @@ except ImportError:  # older typer runs on click itself
 from .errors import MethrayError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Learn DNA methylation from sequence and score genomes, on Ray.",
@@ -31,6 +34,23 @@ app = typer.Typer(
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Run config (YAML).", exists=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: section.key=value (repeatable).")]
 OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Output directory (overrides out_dir).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"methray {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+):
+    """Learn DNA methylation from sequence and score genomes, on Ray."""
 
 
 def _config(config: Path | None, sets: list[str] | None, out: str | None, *, data: dict | None = None):
@@ -181,17 +201,27 @@ def demo(
 
 @app.command()
 def cpgs(
-    reference: Annotated[str, typer.Option("--reference", "-r", help="Reference FASTA (indexed), local or s3://.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory for the CpG table.")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="CpG-table config (YAML): reference, out_dir, ...; or give the keys with --set / the flags below.")] = None,
+    set: SetOpt = None,
+    out: OutOpt = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="Reference FASTA (indexed), local or s3:// (= --set reference=...).")] = None,
     cpg_islands: Annotated[Optional[str], typer.Option("--cpg-islands", help="CpG island BED (sets in_cpg_island).")] = None,
-    max_n_fraction: Annotated[float, typer.Option("--max-n-fraction", help="Flag CpGs whose 1001 bp window has more N than this.")] = 0.5,
+    max_n_fraction: Annotated[Optional[float], typer.Option("--max-n-fraction", help="Flag CpGs whose 1001 bp window has more N than this (0.5).")] = None,
     chrom: Annotated[Optional[list[str]], typer.Option("--chrom", help="Enumerate only this contig (repeatable).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing table.")] = False,
 ):
     """Enumerate every CpG of a reference into a Parquet table (partitioned by chrom)."""
-    from .cpgs import enumerate_cpgs
+    from .config import read_config_data
+    from .cpgs import enumerate_cpgs, load_cpgs_config
 
-    s = enumerate_cpgs(reference, out, cpg_islands=cpg_islands, max_n_fraction=max_n_fraction, chroms=chrom or None, overwrite=overwrite)
+    source = str(config) if config else None
+    raw = read_config_data(source, list(set or []), None if config else {})
+    flags = {"reference": reference, "cpg_islands": cpg_islands, "max_n_fraction": max_n_fraction, "chroms": chrom or None,
+             "overwrite": overwrite or None, "out_dir": out}
+    raw.update({k: v for k, v in flags.items() if v is not None})  # flags win over the file
+    cfg = load_cpgs_config(source, data=raw)
+    s = enumerate_cpgs(cfg.reference, cfg.out_dir, cpg_islands=cfg.cpg_islands, max_n_fraction=cfg.max_n_fraction, chroms=cfg.chroms,
+                       overwrite=cfg.overwrite)
     typer.echo(f"cpgs: {s.total:,} CpGs on {len(s.per_chrom)} contig(s); {s.in_islands:,} in CpG islands; "
                f"{s.excluded:,} excluded (window > {s.max_n_fraction:g} N) -> {s.out_dir} ({s.seconds:.1f} s)")
     for c, n in s.per_chrom.items():
@@ -202,14 +232,15 @@ def cpgs(
 @app.command("score-genome")
 def score_genome(
     config: ConfigOpt,
-    date: Annotated[Optional[str], typer.Option("--date", help="YYYY-MM-DD: outputs under <out_dir>/<run_name>/<date>/ (reruns resume).")] = None,
     set: SetOpt = None,
+    out: OutOpt = None,
+    date: Annotated[Optional[str], typer.Option("--date", help="YYYY-MM-DD: outputs under <out_dir>/<run_name>/<date>/ (reruns resume).")] = None,
 ):
     """Score every CpG for every (tissue, model) of a tissue set; resumable; tracks + metric tables."""
     from .genome_scoring.config import check_date, load_tissue_set
     from .genome_scoring.job import score_genome as run, summary_text
 
-    cfg = load_tissue_set(str(config), list(set or []))
+    cfg = load_tissue_set(str(config), list(set or []) + ([f"out_dir={out}"] if out else []))
     typer.echo(summary_text(run(cfg, check_date(date))))
 
 
@@ -217,7 +248,7 @@ def score_genome(
 def submit(
     config: Annotated[str, typer.Option("--config", "-c", help="Run config as the job sees it: relative to the working dir, shared absolute path, or s3://.")],
     address: Annotated[str, typer.Option("--address", help="Ray job server (dashboard) address.", envvar="RAY_API_SERVER_ADDRESS")] = "http://127.0.0.1:8265",
-    job: Annotated[str, typer.Option("--job", help="pipeline, prepare, train, score, evaluate or score_genome.")] = "pipeline",
+    job: Annotated[str, typer.Option("--job", help="The command to run as a job: pipeline, prepare, train, score, evaluate or score-genome.")] = "pipeline",
     date: Annotated[Optional[str], typer.Option("--date", help="Run date YYYY-MM-DD (default: today, UTC).")] = None,
     working_dir: Annotated[str, typer.Option("--working-dir", help="Uploaded as the job's working directory.")] = ".",
     runtime_env: Annotated[Optional[str], typer.Option("--runtime-env", help="Runtime env YAML (env_vars, excludes, ...), e.g. cluster/runtime-env.yaml.")] = None,

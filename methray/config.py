@@ -92,6 +92,9 @@ class ScoreConfig(Section):
     actors: int = Field(1, ge=1)
     cpus_per_actor: float = Field(1, gt=0)
     gpus_per_actor: float = Field(0, ge=0, description="0 = CPU; set 1 (or a fraction) on GPU clusters")
+    track_order: Literal["sorted", "reference"] = Field(
+        "sorted", description="bedGraph row order: sorted = LC_ALL=C sort -k1,1 -k2,2n; reference = FASTA contig order (bigWigs are always sorted)"
+    )
 
 
 class RayConfig(Section):

@@ -53,7 +53,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pydantic import Field
+
 from . import storage
+from .config import JobConfig, load_job_config, resolve_path
 from .encoding import MAX_FLANK, WindowSpec, n_runs
 from .errors import MethrayError
 from .genome import Reference
@@ -430,3 +433,34 @@ def chrom_from_partition(dirname: str) -> str:
     if not dirname.startswith("chrom="):
         raise ValueError(f"not a chrom partition directory: {dirname!r}")
     return unquote(dirname[len("chrom=") :])
+
+
+
+class CpgsConfig(JobConfig):
+    """The config of ``methray cpgs``: every CpG of ``reference`` into ``out_dir``.
+
+    The common job header (:class:`methray.config.JobConfig`: relative ``reference`` and
+    ``cpg_islands`` resolved against ``data_dir``, ``data_dir`` and ``out_dir`` against the
+    current directory) plus the keys below.
+    """
+
+    run_name: str = "cpgs"
+    out_dir: str = Field("runs/cpgs", description="the CpG table directory")
+    cpg_islands: str | None = Field(None, description="CpG island BED (sets in_cpg_island); relative to data_dir")
+    max_n_fraction: float = Field(0.5, ge=0, le=1, description="flag CpGs whose 1001 bp window has more N than this")
+    chroms: list[str] | None = Field(None, description="contigs to enumerate (default all)")
+    overwrite: bool = Field(False, description="replace an existing table")
+
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        self.cpg_islands = resolve_path(self.cpg_islands, data_dir)
+
+
+def load_cpgs_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> CpgsConfig:
+    """Load, validate and resolve a :class:`CpgsConfig` (YAML file and/or ``--set`` overrides).
+
+    Raises
+    ------
+    MethrayError
+        Missing file, YAML error, unknown key or wrong type.
+    """
+    return load_job_config(CpgsConfig, path, overrides, data)

@@ -3,8 +3,8 @@
 For a set of CpGs with measured beta ``y`` and predicted beta ``p`` (both 0..1):
 
 - ``n``, ``rmse``, ``mae``, ``pearson_r``, ``spearman_rho`` over all sites;
-- ``rmse_*`` / ``mae_*`` within the groups of the MRCNN paper (Tian et al. 2019, Fig. 2):
-  ``hyper`` (y > 0.9), ``mid`` (0.4 <= y <= 0.6), ``hypo`` (y < 0.1);
+- ``n_*`` (sites), ``rmse_*`` / ``mae_*`` within the groups of the MRCNN paper (Tian et al.
+  2019, Fig. 2): ``hyper`` (y > 0.9), ``mid`` (0.4 <= y <= 0.6), ``hypo`` (y < 0.1);
 - binary calls at cutoff 0.5 (methylated = beta > 0.5): ``sensitivity``, ``specificity``,
   ``accuracy``, and ``auroc`` (measured call vs predicted beta as the score).
 
@@ -21,7 +21,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 COLUMNS = [
-    "model", "tissue", "subset", "n", "rmse", "mae", "pearson_r", "spearman_rho",
+    "model", "tissue", "subset", "n", "n_hyper", "n_mid", "n_hypo", "rmse", "mae", "pearson_r", "spearman_rho",
     "rmse_hyper", "mae_hyper", "rmse_mid", "mae_mid", "rmse_hypo", "mae_hypo",
     "sensitivity", "specificity", "accuracy", "auroc",
 ]
@@ -30,16 +30,16 @@ CUTOFF = 0.5
 
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE, Pearson r and Spearman rho, overall and per methylation group.
+    """Site counts, RMSE, MAE, Pearson r and Spearman rho, overall and per methylation group.
 
     Parameters
     ----------
     y, p
         ``(N,)`` measured and predicted beta.
     """
-    out: dict[str, float] = {"n": int(len(y))}
+    out: dict[str, float] = {"n": int(len(y))} | {f"n_{name}": int(select(y).sum()) for name, select in GROUPS.items()}
     if len(y) == 0:
-        return out | {k: np.nan for k in COLUMNS[4:14]}
+        return out | {k: np.nan for k in COLUMNS[COLUMNS.index("rmse") : COLUMNS.index("sensitivity")]}
     out["rmse"] = float(np.sqrt(skm.mean_squared_error(y, p)))
     out["mae"] = float(skm.mean_absolute_error(y, p))
     varies = len(y) > 1 and np.std(y) > 0 and np.std(p) > 0

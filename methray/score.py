@@ -6,9 +6,10 @@ and predicts. Encoding inside the predictor avoids shipping one-hot tensors thro
 object store. Actors ask for ``score.cpus_per_actor`` CPUs and ``score.gpus_per_actor``
 GPUs (set it on GPU clusters).
 
-Outputs (per tissue and model, :mod:`methray.predictions`): ``predictions/<tissue>.<model>.parquet``
-(chrom, pos, beta, beta_pred, in_cpg_island, split) and ``<tissue>.<model>.bedGraph`` (sorted
-by reference order, 0-based half-open, with a ``track`` line), both written atomically.
+Outputs (per tissue and model): ``predictions/<tissue>.<model>.parquet`` (the prediction
+schema of :mod:`methray.predictions`) and ``<tissue>.<model>.bedGraph`` (0-based half-open,
+with a ``track`` line, rows in ``score.track_order``: :mod:`methray.tracks`), both written
+atomically.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .errors import MethrayError
 from .predictions import write_predictions
 from .predictor import Predictor
 from .sites import sites_dataset
+
+
 
 def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -> ray.data.Dataset:
     """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...)."""
@@ -51,13 +54,13 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
     Returns
     -------
     dict[str, pd.DataFrame]
-        Predictions per tissue, sorted by chrom (reference order) and position.
+        Predictions per tissue, sorted by chrom (``score.track_order``) and position.
     """
     from .genome import open_reference
 
     checkpoint_dir = checkpoint_dir or cfg.checkpoint_dir
     model = ckpt.read_meta(checkpoint_dir).model
-    order = open_reference(cfg.reference).chroms
+    order = tracks.ordered_chroms(open_reference(cfg.reference).chroms, cfg.score.track_order)
     out = {}
     for t in cfg.tissues:
         ds = predict_dataset(sites_dataset(cfg.sites_table, tissue=t.name, split=split), cfg, checkpoint_dir)

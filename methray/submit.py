@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import MethrayError
 
-JOBS = ("pipeline", "prepare", "train", "score", "evaluate", "score_genome")
+JOBS = ("pipeline", "prepare", "train", "score", "evaluate", "score-genome")  # the `methray` command names
 # Uploaded with the code otherwise if .gitignore is missing (e.g. from a source tarball).
 EXCLUDES = [".git", ".venv", "runs", "**/__pycache__", ".pytest_cache", "*.egg-info", "build", "dist"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -54,13 +54,16 @@ def submission_id(run_name: str, date: str, existing: list[str]) -> str:
 
 
 def entrypoint(job: str, config: str, overrides: list[str] | None = None, date: str | None = None) -> str:
-    """The job's shell command: ``python jobs/<job>.py --config <config> [--set k=v ...]``."""
-    if job not in JOBS:
-        raise MethrayError(f"unknown job {job!r}; one of {', '.join(JOBS)}")
-    args = ["python", f"jobs/{job}.py", "--config", config]
+    """The job's shell command: ``python jobs/<job>.py --config <config> [--set k=v ...]``.
+
+    ``job`` is a command name (``score-genome``; ``score_genome`` is accepted too); its script
+    is ``jobs/<name with _ for ->.py``.
+    """
+    job = job_name(job)
+    args = ["python", f"jobs/{script(job)}", "--config", config]
     for item in overrides or []:
         args += ["--set", item]
-    if job == "score_genome" and date:
+    if job == "score-genome" and date:
         args += ["--date", date]
     return shlex.join(args)
 
@@ -105,8 +108,9 @@ def submit(
     """
     from .config import load_config
 
-    if not Path(working_dir, "jobs", f"{job}.py").exists():
-        raise MethrayError(f"{working_dir}: no jobs/{job}.py here; run from the methray repository root or pass --working-dir")
+    job = job_name(job)
+    if not Path(working_dir, "jobs", script(job)).exists():
+        raise MethrayError(f"{working_dir}: no jobs/{script(job)} here; run from the methray repository root or pass --working-dir")
     local = Path(working_dir, config)
     cfg = load_config(str(local) if local.exists() else config)
     date = _check_date(date or dt.datetime.now(dt.timezone.utc).date().isoformat())
@@ -128,6 +132,25 @@ def wait(address: str, submission_id: str, timeout_s: float | None = None, poll_
         if status in TERMINAL or (deadline is not None and time.monotonic() > deadline):
             return status
         time.sleep(poll_s)
+
+
+def job_name(job: str) -> str:
+    """The job's command name (``score_genome`` -> ``score-genome``).
+
+    Raises
+    ------
+    MethrayError
+        Not one of :data:`JOBS`.
+    """
+    name = job.replace("_", "-")
+    if name not in JOBS:
+        raise MethrayError(f"unknown job {job!r}; one of {', '.join(JOBS)}")
+    return name
+
+
+def script(job: str) -> str:
+    """``jobs/`` file name of a job: ``score-genome`` -> ``score_genome.py``."""
+    return f"{job.replace('-', '_')}.py"
 
 
 def _check_date(date: str) -> str:

@@ -1,20 +1,68 @@
 """Genome tracks out: sorted bedGraph (0-based, half-open) and bigWig.
 
 A CpG's value is written as the one-base interval of its C, ``[pos, pos + 1)``, as in the
-methylation bedGraphs methray reads. Rows are sorted by chromosome in reference (FASTA)
-order, then by position, as ``bedGraphToBigWig`` and genome browsers expect.
+methylation bedGraphs methray reads.
+
+Row order (``score.track_order``):
+
+- ``sorted`` (default): chromosome names in byte order, then start, i.e. the order of
+  ``LC_ALL=C sort -k1,1 -k2,2n``, which UCSC (``bedGraphToBigWig`` up to v454 refuses
+  anything else), ``bedtools ... -sorted`` and tabix document;
+- ``reference``: chromosomes in the reference FASTA's order, then start (accepted by
+  ``bedGraphToBigWig`` from v455 and by genome browsers, not by ``sort -c``).
+
+The bigWig always lists its chromosomes, and stores its data, in ``sorted`` order: its
+chromosome index is a B+ tree keyed by name (Kent et al. 2010, Bioinformatics 26:2204) and
+libBigWig numbers the chromosomes in the order given, so any other order would leave the
+tree's keys out of order. It is written with pyBigWig (libBigWig),
+which computes the zoom levels (summaries of 16 bp to ~65 kb bins for CpG tracks) from the
+written data. Known libBigWig defect: it stores a zoom record's sum only when the next record
+starts, so the last record of each 1,023-record zoom block and of each level keeps sum 0
+(count, min and max right; ~0.1% of records). pybigtools 0.3.0 is not used for writing: for
+sparse data such as CpGs its zoom records count the gap between a zoom bin's start and the
+first item in the bin as covered bases with that item's value, so zoomed-out means and
+coverage are wrong (jackh726/bigtools issue 85 shows the same on CpG bedGraphs).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from . import storage
 
+TrackOrder = Literal["sorted", "reference"]
+TRACK_ORDERS: tuple[str, ...] = ("sorted", "reference")
+MAX_ZOOMS = 10  # as UCSC's bedGraphToBigWig
+
+
+def ordered_chroms(chroms: Iterable[str], order: TrackOrder = "sorted") -> list[str]:
+    """The chromosome order of output tracks.
+
+    Parameters
+    ----------
+    chroms
+        The reference's contigs in FASTA order.
+    order
+        ``sorted``: byte order of the names (``LC_ALL=C sort -k1,1``; Python compares str by
+        code point, which is the byte order of UTF-8); ``reference``: as given.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``order``.
+    """
+    if order not in TRACK_ORDERS:
+        raise ValueError(f"track order {order!r}: expected one of {', '.join(TRACK_ORDERS)}")
+    chroms = list(chroms)
+    return sorted(chroms) if order == "sorted" else chroms
+
 
 def sort_sites(df: pd.DataFrame, chrom_order: list[str], pos_col: str = "pos") -> pd.DataFrame:
-    """Sort rows by chromosome in ``chrom_order`` (reference order), then position.
+    """Sort rows by chromosome in the given ``chrom_order``, then position.
 
     Raises
     ------
@@ -57,6 +105,7 @@ def write_bedgraph(
     name: str,
     description: str,
     chrom_order: list[str],
+    order: TrackOrder = "sorted",
     value_col: str = "beta_pred",
     pos_col: str = "pos",
     end_col: str | None = None,
@@ -71,46 +120,82 @@ def write_bedgraph(
     path
         Output path (local or ``s3://``); appears only when complete.
     chrom_order
-        Reference contig order for sorting.
+        The reference's contigs in FASTA order.
+    order
+        Row order (module docstring): ``sorted`` (``LC_ALL=C sort -k1,1 -k2,2n``) or
+        ``reference``.
 
     Returns
     -------
     int
         Number of data rows written.
     """
-    sites = sort_sites(df, chrom_order, pos_col)
+    sites = sort_sites(df, ordered_chroms(chrom_order, order), pos_col)
     with storage.atomic_write(path) as fh:
         fh.write(track_line(name, description))
         fh.write(bedgraph_lines(sites, value_col, pos_col, end_col=end_col))
     return len(sites)
 
 
-def site_records(df: pd.DataFrame, chrom: str | None = None, value_col: str = "beta_pred", pos_col: str = "pos", digits: int = 4):
-    """Sorted sites as bigWig records ``(chrom, pos, pos + 1, value)``.
+def site_entries(df: pd.DataFrame, chrom: str, value_col: str = "beta_pred", pos_col: str = "pos", digits: int = 4):
+    """Sorted sites of one chromosome as a bigWig block ``(chrom, starts, ends, values)``.
 
-    Values are rounded to ``digits`` decimals as in the bedGraph. ``chrom`` names the contig when ``df`` has no ``chrom`` column.
+    Parameters
+    ----------
+    df
+        Sites of ``chrom`` sorted by ``pos_col`` (0-based C position).
+
+    Returns
+    -------
+    tuple
+        ``chrom``, ``starts`` ``(N,) int64``, ``ends = starts + 1``, ``values`` ``(N,) float64``
+        rounded to ``digits`` decimals exactly as the bedGraph prints them.
     """
     pos = df[pos_col].to_numpy(np.int64)
     # Parse the bedGraph's own text so both tracks hold exactly the same numbers.
     values = np.char.mod(f"%.{digits}f", df[value_col].to_numpy(np.float64)).astype(np.float64)
-    chroms = [chrom] * len(df) if chrom is not None else df["chrom"].tolist()
-    return zip(chroms, pos.tolist(), (pos + 1).tolist(), values.tolist())
+    return chrom, pos, pos + 1, values
 
 
-def write_bigwig(path: str, chrom_sizes: dict[str, int], records) -> None:
-    """Write a bigWig (pybigtools) from sorted records, atomically.
+def write_bigwig(path: str, chrom_sizes: dict[str, int], blocks, max_zooms: int = MAX_ZOOMS) -> None:
+    """Write a bigWig with zoom levels (pyBigWig) from sorted blocks, atomically.
 
     Parameters
     ----------
     path
         Output path (local or ``s3://``).
     chrom_sizes
-        Lengths of the contigs that have records, in reference order.
-    records
-        Iterable of ``(chrom, start, end, value)``, 0-based half-open, sorted by reference
-        order then start (e.g. :func:`site_records`); consumed once, so it may stream.
-    """
-    import pybigtools
+        Lengths of the contigs that have data (the bigWig's chromosome list, written in
+        ``sorted`` order).
+    blocks
+        Iterable of ``(chrom, starts, ends, values)`` with ``(N,)`` arrays (0-based
+        half-open, non-overlapping), by chromosome in ``sorted`` order then by start (e.g.
+        :func:`site_entries`); consumed once, so it may stream one shard at a time.
+    max_zooms
+        Most zoom levels; libBigWig makes them from 4x the mean interval size up, each 4x
+        the last, while the bins stay shorter than the longest contig.
 
+    Raises
+    ------
+    ValueError
+        A block of a contig not in ``chrom_sizes`` or out of order.
+    """
+    import pyBigWig
+
+    chroms = ordered_chroms(chrom_sizes, "sorted")
+    rank = {c: i for i, c in enumerate(chroms)}
     with storage.atomic_path(path) as tmp:
-        pybigtools.open(tmp, "w").write({c: int(n) for c, n in chrom_sizes.items()}, records)
+        bw = pyBigWig.open(tmp, "w")
+        try:
+            bw.addHeader([(c, int(chrom_sizes[c])) for c in chroms], maxZooms=max_zooms)
+            last = (-1, -1)
+            for chrom, starts, ends, values in blocks:
+                if not len(starts):
+                    continue
+                if chrom not in rank or (rank[chrom], int(starts[0])) < last:
+                    raise ValueError(f"bigWig block {chrom}:{int(starts[0])} is not in sorted chromosome order")
+                last = (rank[chrom], int(ends[-1]))
+                bw.addEntries([chrom] * len(starts), np.asarray(starts, np.int64).tolist(),
+                              ends=np.asarray(ends, np.int64).tolist(), values=np.asarray(values, np.float64).tolist())
+        finally:
+            bw.close()

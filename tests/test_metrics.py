@@ -36,6 +36,7 @@ def test_metric_rows_subsets_and_empty_groups():
     assert list(rows.columns) == COLUMNS
     assert rows["subset"].tolist() == ["all", "cgi", "non_cgi"]
     assert rows["n"].tolist() == [4, 2, 2]
+    assert rows["n_hyper"].tolist() == [1, 0, 1] and rows["n_hypo"].tolist() == [1, 1, 0] and rows["n_mid"].tolist() == [0, 0, 0]
     cgi = rows.set_index("subset").loc["cgi"]
     assert np.isnan(cgi["rmse_hyper"])  # no hypermethylated site in islands here
     assert np.isnan(cgi["auroc"])  # one class only

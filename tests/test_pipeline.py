@@ -49,12 +49,32 @@ def test_bedgraph_sorted_parseable_and_in_unit_interval(demo_run):
     assert set(held_out["split"]) == {"test"} and len(held_out) == len(bg)
 
 
+def test_predictions_read_as_one_table(demo_run):
+    import duckdb
+
+    from methray import predictions
+
+    cfg, _ = demo_run
+    glob = f"{cfg.out_dir}/predictions/*.parquet"
+    per_model = duckdb.sql(f"select model, tissue, count(*) n, avg(beta_pred) p from read_parquet('{glob}') group by all order by model").fetchall()
+    assert [(m, t) for m, t, _, _ in per_model] == [("cpg_density", "imr90"), ("mrcnn", "imr90")]
+    assert per_model[0][2] == per_model[1][2] > 500  # the same held-out CpGs for both models
+    rel = duckdb.sql(f"select * from read_parquet('{glob}')")
+    assert rel.columns == predictions.COLUMNS
+    assert [str(t) for t in rel.types] == ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "FLOAT", "DOUBLE", "BOOLEAN", "VARCHAR"]
+    pl = pytest.importorskip("polars")  # not a test extra; checked where installed
+    assert pl.read_parquet(glob).columns == predictions.COLUMNS
+    both = pd.read_parquet(f"{cfg.out_dir}/predictions")
+    assert list(both.columns) == predictions.COLUMNS and both["model"].nunique() == 2
+
+
 def test_metric_table_columns_present_and_finite(demo_run):
     cfg, table = demo_run
     assert list(table.columns) == COLUMNS
     assert set(table["model"]) == {"mrcnn", "cpg_density"}
     assert set(table["subset"]) == {"all", "cgi", "non_cgi"}
     overall = table[table["subset"] == "all"]
+    assert (overall["n_hyper"] + overall["n_mid"] + overall["n_hypo"] <= overall["n"]).all()
     for col in ("n", "rmse", "mae", "pearson_r", "spearman_rho", "accuracy", "auroc"):
         assert np.isfinite(overall[col].astype(float)).all(), col
     assert (overall["n"] > 500).all()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 import pytest
 import torch
 import yaml
@@ -102,20 +101,38 @@ def test_outputs_sorted_tracks_tables(full_run):
         with pyBigWig.open(str(prefix / f"{tissue}.mrcnn.bw")) as pbw:
             s = int(df["start"].iloc[5])
             assert pbw.values("chr22", s, s + 1)[0] == pytest.approx(df["value"].iloc[5], abs=1e-6)
+            assert pbw.header()["nLevels"] >= 4
+            # Zoom summaries: over the whole scored region no partial bin needs prorating.
+            region = (0, 51_304_566)
+            # (mean: 0.005 for libBigWig's lost last zoom sum, see methray.tracks)
+            assert pbw.stats("chr22", *region, type="mean")[0] == pytest.approx(df["value"].mean(), abs=5e-3)
+            assert pbw.stats("chr22", *region, type="max")[0] == pytest.approx(df["value"].max(), abs=1e-6)
+            assert pbw.stats("chr22", *region, type="coverage")[0] == pytest.approx(len(df) / region[1], rel=1e-3)
     assert not np.allclose(beds["imr90"]["value"], beds["saliva"]["value"])  # two different models
-    # Predictions in Parquet, hive-partitioned by tissue and chrom.
-    ds = pads.dataset(prefix / "predictions", format="parquet", partitioning="hive")
-    table = ds.to_table().to_pandas()
-    assert set(table["tissue"].astype(str)) == {"imr90", "saliva"} and set(table["chrom"].astype(str)) == {"chr22"}
-    imr = table[table["tissue"].astype(str) == "imr90"].sort_values("pos")
+    # Predictions: one schema (methray.predictions), one table over the whole folder.
+    import duckdb
+
+    from methray import predictions
+
+    table = duckdb.sql(f"select * from read_parquet('{prefix}/predictions/*/*.parquet')").df()
+    assert list(table.columns) == predictions.COLUMNS
+    assert set(table["tissue"]) == {"imr90", "saliva"} and set(table["model"]) == {"mrcnn"} and set(table["chrom"]) == {"chr22"}
+    assert table["split"].isna().all() and table["beta"].isna().all()
+    imr = table[table["tissue"] == "imr90"].sort_values("pos")
     assert np.array_equal(imr["pos"].to_numpy(), beds["imr90"]["start"].to_numpy())
     # Metric tables.
+    from methray.metrics import COLUMNS
+
     cross = pd.read_csv(prefix / "cross_tissue.tsv", sep="\t")
+    assert list(cross.columns) == COLUMNS + ["trained_on", "model_of", "restriction"]
     assert len(cross) == 2 * 2 * 3  # models x measured tissues x subsets
     assert cross["restriction"].str.contains("test regions of the").all()
     assert (cross.loc[cross["subset"] == "all", "n"] > 0).all()
     metrics = pd.read_csv(prefix / "metrics.tsv", sep="\t")
+    assert list(metrics.columns) == COLUMNS + ["region", "measured_not_scored"]
     assert set(metrics["tissue"]) == {"imr90", "saliva"} and len(metrics) == 2 * 2 * 3
+    assert (metrics["n_hyper"] + metrics["n_mid"] + metrics["n_hypo"] <= metrics["n"]).all() and metrics["n_hyper"].sum() > 0
+    assert pd.read_parquet(prefix / "metrics.parquet").shape == metrics.shape
     donors = pd.read_csv(prefix / "donors.tsv", sep="\t")
     assert donors["donor"].nunique() == 100 and (donors["n"] > 0).all()
     summary = pd.read_csv(prefix / "donors_summary.tsv", sep="\t")
@@ -167,11 +184,11 @@ def test_failing_shard_leaves_no_final_file(ray_session, ckpts, tmp_path, monkey
     calls = []
     real = sg.write_shard
 
-    def flaky(prefix, shard, df, tissues):
+    def flaky(prefix, shard, df, models):
         calls.append(shard.id)
         if len(calls) == 2:
             raise OSError("disk full (injected)")
-        real(prefix, shard, df, tissues)
+        real(prefix, shard, df, models)
 
     monkeypatch.setattr(sg, "write_shard", flaky)
     cfg = load_tissue_set(data=_config(tmp_path, ckpts, shard_bp=200_000, region="chr22:24,100,000-24,700,000", donors=False))
@@ -224,3 +241,54 @@ def test_bad_date_and_shipped_configs():
     from methray.config import load_config
 
     assert load_config(str(ROOT / "methray" / "configs" / "saliva.yaml")).tissues[0].format == "bedgraph"
+
+
+@pytest.fixture(scope="module")
+def two_contigs(tmp_path_factory) -> Path:
+    """A 2-contig FASTA cut from the real chr22, named so that FASTA order (chr9, chr10) is not byte order."""
+    root = tmp_path_factory.mktemp("two")
+    ref = Reference(str(FASTA))
+    fasta = root / "two.fa"
+    with open(fasta, "w") as fh:
+        for name, start in (("chr9", 24_080_000), ("chr10", 24_500_000)):
+            seq = ref.fetch("chr22", start, start + 300_000)
+            fh.write(f">{name}\n" + "\n".join(seq[i : i + 60] for i in range(0, len(seq), 60)) + "\n")
+    return fasta
+
+
+def test_two_contigs_sorted_tracks_and_predictions_figure(ray_session, ckpts, two_contigs, tmp_path):
+    import duckdb
+    import pyBigWig
+
+    conf = {
+        "run_name": "two", "data_dir": str(two_contigs.parent), "out_dir": str(tmp_path), "reference": two_contigs.name, "genome": "hg19-slices",
+        "shard_bp": 100_000, "tissues": [{"name": "imr90", "checkpoint": str(ckpts["imr90"])}],
+        "score": {"actors": 1, "cpus_per_actor": 0.5, "batch_size": 256},
+    }
+    cfg = load_tissue_set(data=conf)
+    res = sg.score_genome(cfg)
+    prefix = Path(res.prefix)
+    bg = prefix / "imr90.mrcnn.bedGraph"
+    rows = "".join(bg.read_text().splitlines(keepends=True)[1:])
+    check = subprocess.run(["sort", "-c", "-k1,1", "-k2,2n"], input=rows, text=True, capture_output=True, env={"LC_ALL": "C"})
+    assert check.returncode == 0, check.stderr
+    df = _bedgraph(bg)
+    assert df["chrom"].unique().tolist() == ["chr10", "chr9"] and len(df) == res.scored
+    with pyBigWig.open(str(prefix / "imr90.mrcnn.bw")) as bw:
+        assert list(bw.chroms()) == ["chr10", "chr9"]
+        for chrom, sub in df.groupby("chrom"):
+            # Zoom summaries of each contig agree with its rows (the issue's multi-contig
+            # output counted 31,300 CpGs on a contig with 2,554).
+            assert bw.stats(chrom, type="coverage")[0] * bw.chroms(chrom) == pytest.approx(len(sub), rel=1e-3)
+            assert bw.stats(chrom, type="mean")[0] == pytest.approx(sub["value"].mean(), abs=5e-3)
+            assert bw.stats(chrom, type="max")[0] == pytest.approx(sub["value"].max(), abs=1e-6)
+    # No measured data: no metric tables, the figure of predictions alone.
+    assert res.tables == {"figure": str(prefix / "figure.png")} and not (prefix / "metrics.tsv").exists()
+    assert (prefix / "figure.png").stat().st_size > 20_000
+    got = duckdb.sql(f"select chrom, count(*) n from read_parquet('{prefix}/predictions/*/*.parquet') group by chrom order by chrom").fetchall()
+    assert got == [("chr10", int((df["chrom"] == "chr10").sum())), ("chr9", int((df["chrom"] == "chr9").sum()))]
+    # Reference order on request (the bigWig stays sorted: its chromosome index is keyed by name).
+    shards = sg.plan(cfg, Reference(str(two_contigs)))
+    sg.assemble_tracks(str(prefix), "imr90", "mrcnn", "d", shards, sg.shard_counts(str(prefix / "cpgs"), shards),
+                       Reference(str(two_contigs)).sizes, order="reference")
+    assert _bedgraph(bg)["chrom"].unique().tolist() == ["chr9", "chr10"]

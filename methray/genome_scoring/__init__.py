@@ -14,11 +14,12 @@ The job (``methray score-genome --config tissue_set.yaml [--date D]``):
    Each actor call gets one shard's block and runs the models on fixed sub-batches counted
    from the shard's first CpG, so a prediction does not depend on how a run was interrupted.
 4. **Per shard**, once all its CpGs are back: one Parquet file per tissue,
-   ``predictions/tissue=<t>/chrom=<c>/<shard id>.parquet`` (``pos`` int64 0-based C,
-   ``beta_pred`` float32, ``in_cpg_island`` bool), then its ledger marker.
+   ``predictions/<t>.<model>/<shard id>.parquet`` (the prediction schema of
+   :mod:`methray.predictions`, as every job writes), then its ledger marker.
 5. **Assemble** (all shards done): per tissue ``<t>.<model>.bedGraph`` (track line; rows
-   ``chrom, pos, pos+1, beta`` with 4 decimals; reference order then position) and
-   ``<t>.<model>.bw`` (the same values), streamed shard by shard.
+   ``chrom, pos, pos+1, beta`` with 4 decimals; ``score.track_order``, by default
+   ``LC_ALL=C sort -k1,1 -k2,2n`` order) and ``<t>.<model>.bw`` (the same values, with zoom
+   levels), streamed shard by shard.
 6. **Evaluate and plot** (:mod:`methray.genome_scoring.evaluate`, :mod:`methray.plots`), then
    ``_summary.json`` is written last: a prefix with it is complete and a rerun only reports it.
 

@@ -2,15 +2,20 @@
 
 Written into the run prefix by :func:`evaluate_set`:
 
-``metrics.tsv``
+``metrics.tsv`` / ``.parquet``
     Each measured tissue against its own model (:func:`methray.metrics.metric_rows`: overall,
     hyper / mid / hypo, CpG island vs not), over ``all measured`` CpGs and over the model's
     ``held-out`` (test) regions only. The first includes the sites the model was trained on.
-``cross_tissue.tsv``
+    The columns of every metric table (:data:`methray.metrics.COLUMNS`), then ``region``
+    (which CpGs) and ``measured_not_scored`` (measured CpGs without a prediction: excluded
+    windows).
+``cross_tissue.tsv`` / ``.parquet``
     Every model on every measured tissue (the MRCNN paper's Fig. 4 design: trained on one
     cell type, tested on others; Tian et al. 2019, Bioinformatics 35:5230), each restricted
     to the test regions of the model's own run (``split_regions.tsv`` beside its checkpoint),
-    so no tested CpG lies where the model was trained. The ``restriction`` column says so.
+    so no tested CpG lies where the model was trained. :data:`methray.metrics.COLUMNS`
+    (``tissue`` = the tissue tested on), then ``trained_on`` (the tissue the model was trained
+    on), ``model_of`` (the tissue-set entry whose model it is) and ``restriction`` (which CpGs).
 ``donors.tsv`` / ``donors_summary.tsv``
     For a tissue with per-donor betas: AUROC and RMSE (with n) of every model per donor on
     the model's test regions, and their spread over donors (mean, sd, min, median, max).
@@ -120,6 +125,7 @@ def _joined(pred: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table(df: pd.DataFrame, prefix: str, name: str) -> str:
+    """Write a table with the one table writer (``<name>.tsv`` / ``.parquet``); returns the TSV path."""
     write_table(df, storage.join(prefix, name))
     return storage.join(prefix, f"{name}.tsv")
 
@@ -127,19 +133,24 @@ def _table(df: pd.DataFrame, prefix: str, name: str) -> str:
 def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, ref: Reference) -> dict[str, str]:
     """Write the metric tables (module docstring) and the run's figure; returns name -> path.
 
+    Without measured data only the figure of predictions alone is drawn
+    (:func:`methray.plots.predictions_figure`).
+
     Parameters
     ----------
     predictions
         ``tissue -> DataFrame`` (``chrom, pos, beta_pred, in_cpg_island``) callable.
     """
-    from ..plots import run_figure
+    from ..plots import predictions_figure, run_figure
 
     measured = {t.name: measured_sites(t, ref, cfg.min_coverage) for t in cfg.tissues if t.measured}
-    if not measured:
-        return {}
     preds = {t.name: predictions(t.name) for t in cfg.tissues}
-    regions = {t.name: held_out(t) for t in cfg.tissues}
     model_of = {t: metas[t].model for t in preds}
+    title = f"methray score-genome: {cfg.run_name} ({cfg.genome})"
+    figure = storage.join(prefix, "figure.png")
+    if not measured:  # nothing to compare with: the figure of predictions alone
+        return {"figure": predictions_figure(preds, model_of, figure, cfg.plot_region_bp, title=title, genome=cfg.genome)}
+    regions = {t.name: held_out(t) for t in cfg.tissues}
     out = {}
 
     own = []
@@ -148,8 +159,8 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
         reg, what = regions[tissue]
         for label, sub in (("all measured CpGs (includes training sites)", both), (what, restrict(both, reg))):
             rows = metric_rows(sub, model_of[tissue], tissue)
-            rows.insert(2, "region", label)
-            rows.insert(3, "measured_not_scored", len(m) - len(both))
+            rows["region"] = label
+            rows["measured_not_scored"] = len(m) - len(both)
             own.append(rows)
     out["metrics"] = _table(pd.concat(own, ignore_index=True), prefix, "metrics")
 
@@ -160,9 +171,8 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
             sub = restrict(_joined(preds[model_tissue], m), reg)
             joined_test[(model_tissue, tissue)] = sub
             rows = metric_rows(sub, model_of[model_tissue], tissue)
-            rows.insert(1, "trained_on", metas[model_tissue].tissue or model_tissue)
-            rows.insert(2, "model_of", model_tissue)
-            rows = rows.rename(columns={"tissue": "tested_on"})
+            rows["trained_on"] = metas[model_tissue].tissue or model_tissue
+            rows["model_of"] = model_tissue
             rows["restriction"] = what
             cross.append(rows)
     out["cross_tissue"] = _table(pd.concat(cross, ignore_index=True), prefix, "cross_tissue")
@@ -193,7 +203,6 @@ def evaluate_set(cfg: TissueSetConfig, prefix: str, metas: dict, predictions, re
         out["donors_summary"] = _table(spread, prefix, "donors_summary")
 
     own_test = {t: joined_test[(t, t)] for t in measured}
-    out["figure"] = run_figure(own_test, preds, model_of,
-                               storage.join(prefix, "figure.png"), cfg.plot_region_bp, title=f"methray score-genome: {cfg.run_name}")
+    out["figure"] = run_figure(own_test, preds, model_of, figure, cfg.plot_region_bp, title=title, genome=cfg.genome)
     return out
 

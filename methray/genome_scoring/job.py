@@ -22,7 +22,7 @@ from ..shards import Shard, ShardLedger
 from .actors import SetPredictor, load_shard_sites
 from .config import TissueSetConfig
 from .evaluate import evaluate_set
-from .outputs import assemble_tracks, read_tissue_predictions, write_shard
+from .outputs import assemble_tracks, predictions_dir, read_tissue_predictions, write_shard
 from .plan import ShardCounts, cpg_table_for, plan, shard_counts
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,12 @@ def _bind_job(prefix: str, record: dict) -> None:
         json.dump(record, fh, indent=1)
 
 
-def run_shards(cfg: TissueSetConfig, prefix: str, table: str, todo: list[Shard], counts: dict[int, ShardCounts], ledger: ShardLedger) -> int:
+def run_shards(
+    cfg: TissueSetConfig, prefix: str, table: str, todo: list[Shard], counts: dict[int, ShardCounts], ledger: ShardLedger, models: dict[str, str]
+) -> int:
     """Score the ``todo`` shards with one Ray Data pipeline; write each shard and its marker.
+
+    ``models`` maps each tissue to its model's name (prediction file names and rows).
 
     Returns
     -------
@@ -100,7 +104,6 @@ def run_shards(cfg: TissueSetConfig, prefix: str, table: str, todo: list[Shard],
     import ray
     from tqdm import tqdm
 
-    tissues = [t.name for t in cfg.tissues]
     for s in [s for s in todo if counts[s.index].scored == 0]:  # nothing to score: done at once
         ledger.mark_done(s, n_sites=0, seconds=0.0, cpgs=counts[s.index].cpgs, excluded=counts[s.index].excluded)
     todo = [s for s in todo if counts[s.index].scored > 0]
@@ -143,7 +146,7 @@ def run_shards(cfg: TissueSetConfig, prefix: str, table: str, todo: list[Shard],
                     raise MethrayError(f"shard {by_index[idx].id}: got {received[idx]} predictions for {expected} CpGs")
                 if received[idx] == expected:
                     shard = by_index[idx]
-                    write_shard(prefix, shard, pd.concat(pending.pop(idx), ignore_index=True), tissues)
+                    write_shard(prefix, shard, pd.concat(pending.pop(idx), ignore_index=True), models)
                     ledger.mark_done(
                         shard, n_sites=expected, seconds=time.perf_counter() - started[idx],
                         cpgs=counts[idx].cpgs, excluded=counts[idx].excluded,
@@ -192,6 +195,7 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
 
     ref = open_reference(cfg.reference)
     metas = check_checkpoints(cfg)
+    models = {t.name: metas[t.name].model for t in cfg.tissues}
     storage.makedirs(prefix)
     table = cpg_table_for(cfg, prefix, ref)
     _bind_job(prefix, _job_record(cfg, metas, table))
@@ -215,7 +219,7 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
     scored_now = 0
     if todo:
         log.info(f"score-genome: {start_ray(cfg)}; {cfg.score.actors} actor(s)")
-        scored_now = run_shards(cfg, prefix, table, todo, counts, ledger)
+        scored_now = run_shards(cfg, prefix, table, todo, counts, ledger, models)
     score_s = time.perf_counter() - t_score
     missing = ledger.missing(shards)
     if missing:
@@ -225,10 +229,10 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
     for t in cfg.tissues:
         meta = metas[t.name]
         desc = f"methray {meta.model} (trained on {meta.tissue or '?'}) predicted beta, {t.name}, {cfg.genome}, all CpGs"
-        outputs[t.name] = assemble_tracks(prefix, t.name, meta.model, desc, shards, counts_list, ref.sizes)
-        outputs[t.name]["predictions"] = storage.join(prefix, "predictions", f"tissue={t.name}")
+        outputs[t.name] = assemble_tracks(prefix, t.name, meta.model, desc, shards, counts_list, ref.sizes, cfg.score.track_order)
+        outputs[t.name]["predictions"] = predictions_dir(prefix, t.name, meta.model)
 
-    tables = evaluate_set(cfg, prefix, metas, lambda tissue: read_tissue_predictions(prefix, tissue, shards, counts_list), ref)
+    tables = evaluate_set(cfg, prefix, metas, lambda tissue: read_tissue_predictions(prefix, tissue, models[tissue], shards, counts_list), ref)
     result = GenomeResult(
         prefix=prefix,
         n_shards=len(shards),

@@ -1,25 +1,31 @@
 """The files of a genome-wide job: one Parquet file per (tissue, shard), and the tracks
-assembled from them."""
+assembled from them.
+
+``<prefix>/predictions/<tissue>.<model>/<shard id>.parquet`` holds a shard's predictions in
+the prediction schema of every job (:mod:`methray.predictions`); ``<tissue>.<model>.bedGraph``
+and ``<tissue>.<model>.bw`` are streamed from them shard by shard (:mod:`methray.tracks`).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .. import storage, tracks
-from ..cpgs import partition_dir
+from .. import predictions, storage, tracks
 from ..shards import Shard
 from .plan import ShardCounts
 
 DIGITS = 4
-SHARD_SCHEMA = pa.schema([("pos", pa.int64()), ("beta_pred", pa.float32()), ("in_cpg_island", pa.bool_())])
 
 
-def shard_path(prefix: str, tissue: str, shard: Shard) -> str:
-    """``<prefix>/predictions/tissue=<t>/chrom=<c>/<shard id>.parquet``."""
-    return storage.join(prefix, "predictions", f"tissue={tissue}", partition_dir(shard.chrom), f"{shard.id}.parquet")
+def predictions_dir(prefix: str, tissue: str, model: str) -> str:
+    """``<prefix>/predictions/<tissue>.<model>``: a tissue's shard files."""
+    return storage.join(prefix, "predictions", f"{tissue}.{model}")
+
+
+def shard_path(prefix: str, tissue: str, model: str, shard: Shard) -> str:
+    """``<prefix>/predictions/<tissue>.<model>/<shard id>.parquet``."""
+    return storage.join(predictions_dir(prefix, tissue, model), f"{shard.id}.parquet")
 
 
 def track_path(prefix: str, tissue: str, model: str, suffix: str) -> str:
@@ -27,57 +33,63 @@ def track_path(prefix: str, tissue: str, model: str, suffix: str) -> str:
     return storage.join(prefix, f"{tissue}.{model}.{suffix}")
 
 
-def write_shard(prefix: str, shard: Shard, df: pd.DataFrame, tissues: list[str]) -> None:
-    """Write one finished shard's predictions: a Parquet file per tissue, atomically."""
+def write_shard(prefix: str, shard: Shard, df: pd.DataFrame, models: dict[str, str]) -> None:
+    """Write one finished shard's predictions: a Parquet file per tissue (``models``: tissue -> model), atomically.
+
+    Parameters
+    ----------
+    df
+        ``pos`` (int64, 0-based C), ``in_cpg_island`` and ``pred.<tissue>`` (float32) per tissue.
+    """
     df = df.sort_values("pos", kind="stable")
-    for t in tissues:
-        table = pa.table(
-            {"pos": df["pos"].to_numpy(np.int64), "beta_pred": df[f"pred.{t}"].to_numpy(np.float32), "in_cpg_island": df["in_cpg_island"].to_numpy(bool)},
-            schema=SHARD_SCHEMA,
-        )
-        with storage.atomic_path(shard_path(prefix, t, shard)) as tmp:
-            pq.write_table(table, tmp)
+    for t, model in models.items():
+        sites = pd.DataFrame({"chrom": shard.chrom, "pos": df["pos"].to_numpy(np.int64), "beta_pred": df[f"pred.{t}"].to_numpy(np.float32),
+                              "in_cpg_island": df["in_cpg_island"].to_numpy(bool)})
+        predictions.write_file(sites, shard_path(prefix, t, model, shard), model=model, tissue=t)
 
 
-def read_shard(prefix: str, tissue: str, shard: Shard) -> pd.DataFrame:
-    """One shard's predictions of a tissue: ``chrom, pos, beta_pred, in_cpg_island``."""
-    fs, p = storage.filesystem(shard_path(prefix, tissue, shard))
-    with fs.open(p, "rb") as fh:
-        df = pq.read_table(fh).to_pandas()
-    df.insert(0, "chrom", shard.chrom)
-    return df
+def read_shard(prefix: str, tissue: str, model: str, shard: Shard) -> pd.DataFrame:
+    """One shard's predictions of a tissue (:data:`methray.predictions.SCHEMA`)."""
+    return predictions.read_file(shard_path(prefix, tissue, model, shard))
 
 
-def read_tissue_predictions(prefix: str, tissue: str, shards: list[Shard], counts: list[ShardCounts]) -> pd.DataFrame:
+def read_tissue_predictions(prefix: str, tissue: str, model: str, shards: list[Shard], counts: list[ShardCounts]) -> pd.DataFrame:
     """A tissue's genome-wide predictions (shards with CpGs, plan order)."""
-    frames = [read_shard(prefix, tissue, s) for s, c in zip(shards, counts) if c.scored]
+    frames = [read_shard(prefix, tissue, model, s) for s, c in zip(shards, counts) if c.scored]
     if not frames:
-        return pd.DataFrame({"chrom": [], "pos": [], "beta_pred": [], "in_cpg_island": []})
+        return predictions.SCHEMA.empty_table().to_pandas()
     return pd.concat(frames, ignore_index=True)
 
 
-def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shards, counts, chrom_sizes) -> dict[str, str]:
+def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shards, counts, chrom_sizes, order: str = "sorted") -> dict[str, str]:
     """Stream a tissue's shards into one sorted bedGraph and one bigWig (same 4-decimal values).
+
+    Parameters
+    ----------
+    chrom_sizes
+        Contig lengths of the reference, in FASTA order.
+    order
+        bedGraph row order: ``sorted`` (``LC_ALL=C sort -k1,1 -k2,2n``) or ``reference``
+        (:mod:`methray.tracks`); the bigWig is always ``sorted``.
 
     Returns
     -------
     dict
         ``{"bedGraph": path, "bigWig": path}``.
     """
-    with_data = [(s, c) for s, c in zip(shards, counts) if c.scored]
+
+    def in_order(how: str) -> list[Shard]:
+        rank = {c: i for i, c in enumerate(tracks.ordered_chroms(chrom_sizes, how))}
+        return sorted((s for s, c in zip(shards, counts) if c.scored), key=lambda s: (rank[s.chrom], s.start))
+
     bg = track_path(prefix, tissue, model, "bedGraph")
     with storage.atomic_write(bg) as fh:
         fh.write(tracks.track_line(f"{tissue} {model}", description))
-        for s, _ in with_data:
-            fh.write(tracks.bedgraph_lines(read_shard(prefix, tissue, s), "beta_pred", digits=DIGITS))
+        for s in in_order(order):
+            fh.write(tracks.bedgraph_lines(read_shard(prefix, tissue, model, s), "beta_pred", digits=DIGITS))
 
-    def records():
-        for s, _ in with_data:
-            yield from tracks.site_records(read_shard(prefix, tissue, s), chrom=s.chrom, digits=DIGITS)
-
+    with_data = in_order("sorted")  # the bigWig's own order (tracks.write_bigwig)
     bw = track_path(prefix, tissue, model, "bw")
-    present = {s.chrom for s, _ in with_data}
-    tracks.write_bigwig(bw, {c: n for c, n in chrom_sizes.items() if c in present}, records())
+    blocks = (tracks.site_entries(read_shard(prefix, tissue, model, s), s.chrom, digits=DIGITS) for s in with_data)
+    tracks.write_bigwig(bw, {c: chrom_sizes[c] for c in {s.chrom for s in with_data}}, blocks)
     return {"bedGraph": bg, "bigWig": bw}
-
-
