@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from .errors import MethrayError
+from .errors import MethrayError, find_methray_error
 
 app = typer.Typer(
     add_completion=False,
@@ -283,6 +283,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         print("methray: aborted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # methray's own error, possibly wrapped by Ray (task, actor, Ray Data)
+        err = find_methray_error(exc)
+        if err is None:
+            raise
+        print(f"methray: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
