@@ -25,14 +25,18 @@ def find_methray_error(exc: BaseException) -> MethrayError | None:
     An error raised in a Ray task or actor reaches the driver wrapped: a
     ``ray.exceptions.RayTaskError`` (whose ``cause`` is the original error; it is also made an
     instance of the original's class, but its text is a remote traceback), a Ray Data
-    ``UserCodeException`` (original as ``__cause__``), or an error raised while handling it.
+    ``UserCodeException`` (original as ``__cause__``), a Ray Train ``WorkerGroupError``
+    (``worker_failures``) or ``ControllerError``, or an error raised while handling one.
     The chain ``cause`` -> ``__cause__`` -> ``__context__`` is followed to methray's own error.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        inner = getattr(exc, "cause", None)
-        if isinstance(inner, BaseException):  # RayTaskError: unwrap before the isinstance test
+        inner = getattr(exc, "cause", None)  # RayTaskError: unwrap before the isinstance test
+        if inner is None:  # Ray Train: the first worker's failure, or the controller's
+            failures = getattr(exc, "worker_failures", None) or {}
+            inner = next(iter(failures.values()), None) or getattr(exc, "controller_failure", None)
+        if isinstance(inner, BaseException):
             exc = inner
             continue
         if isinstance(exc, MethrayError):
