@@ -294,7 +294,10 @@ class PolicyS3FileSystem(S3FileSystem):
                 raise
             from s3fs.errors import translate_boto_error
 
-            raise translate_boto_error(exc) from exc  # FileNotFoundError, PermissionError, ... as s3fs does
+            translated = translate_boto_error(exc)  # FileNotFoundError, PermissionError, ... as s3fs does
+            if translated is exc:
+                raise
+            raise translated from exc
 
     from fsspec.asyn import sync_wrapper as _sync_wrapper
 
@@ -308,7 +311,7 @@ class PolicyS3FileSystem(S3FileSystem):
 
     def _open(self, path, mode="rb", **kwargs):
         f = super()._open(path, mode, **kwargs)
-        if "r" in mode:
+        if "r" in mode:  # s3fs builds its S3File; reads get the policy's range reads
             f.__class__ = _PolicyS3File
         return f
 

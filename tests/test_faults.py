@@ -56,7 +56,7 @@ def store(tmp_path_factory):
 
     torch.manual_seed(0)
     local = tmp_path_factory.mktemp("ckpt")
-    meta = {"model": "mrcnn", "task": "methylation", "window_length": 400, "exclude_cpg": True, "n_outputs": 1, "params": {}, "tissue": "imr90"}
+    meta = checkpoint.CheckpointMeta(model="mrcnn", task="methylation", window_length=400, exclude_cpg=True, n_outputs=1, tissue="imr90")
     checkpoint.save(local / "checkpoint", models.build("mrcnn", window_length=400, n_outputs=1), meta)
     fs.put(str(local / "checkpoint"), f"{BUCKET}/models/imr90/", recursive=True)
     yield proxy, fs
