@@ -21,7 +21,7 @@ try:  # recent typer ships its own copy of click: handlers for the real click's 
 except ImportError:  # older typer runs on click itself
     from click import exceptions as click_exceptions
 
-from .errors import MethrayError
+from .errors import MethrayError, find_methray_error
 
 app = typer.Typer(
     add_completion=True,
@@ -378,6 +378,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("methray: aborted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # methray's own error, possibly wrapped by Ray (task, actor, Ray Data)
+        err = find_methray_error(exc)
+        if err is None:
+            raise
+        print(f"methray: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,17 @@ class S3Config(Section):
     region: str | None = None
 
 
+class StorageConfig(Section):
+    """Storage-fault policy (:class:`methray.storage.FaultPolicy`): deadlines, retries, budget."""
+
+    retry_budget_s: float = Field(300, gt=0, description="seconds one storage operation may spend retrying before the run stops")
+    connect_timeout_s: float = Field(5, gt=0, description="seconds to connect to the store")
+    read_timeout_s: float = Field(30, gt=0, description="seconds without a byte from the store")
+    request_timeout_s: float = Field(120, gt=0, description="seconds for one whole request (upload part or answer)")
+    backoff_s: float = Field(1, gt=0, description="first retry delay; doubled per retry, jittered")
+    backoff_max_s: float = Field(30, gt=0, description="longest retry delay")
+
+
 def resolve_path(path: str | None, base: str) -> str | None:
     """``path`` resolved against ``base``: unchanged when None, absolute or remote (``s3://``).
 
@@ -135,6 +146,7 @@ class JobConfig(Section):
     score: ScoreConfig = ScoreConfig()
     ray: RayConfig = RayConfig()
     s3: S3Config = S3Config()
+    storage: StorageConfig = StorageConfig()
 
     def path(self, *parts: str) -> str:
         """A location inside the run directory: ``<out_dir>/<parts...>``."""

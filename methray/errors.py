@@ -8,7 +8,38 @@ exit status; anything else is a bug and keeps its traceback.
 class MethrayError(Exception):
     """Bad input or configuration, with a message that names the file, line and expectation."""
 
+    def __str__(self) -> str:
+        # One line: Ray Data appends retry advice ("\nFailed to apply UDF transform ...") to
+        # the message of an exception raised in one of its tasks.
+        return super().__str__().split("\n", 1)[0]
+
 
 def where(path, line: int | None = None) -> str:
     """Format ``path`` (and an optional 1-based ``line``) for an error message."""
     return f"{path}:{line}" if line is not None else str(path)
+
+
+def find_methray_error(exc: BaseException) -> MethrayError | None:
+    """The :class:`MethrayError` behind ``exc``, or None when there is none (a bug).
+
+    An error raised in a Ray task or actor reaches the driver wrapped: a
+    ``ray.exceptions.RayTaskError`` (whose ``cause`` is the original error; it is also made an
+    instance of the original's class, but its text is a remote traceback), a Ray Data
+    ``UserCodeException`` (original as ``__cause__``), a Ray Train ``WorkerGroupError``
+    (``worker_failures``) or ``ControllerError``, or an error raised while handling one.
+    The chain ``cause`` -> ``__cause__`` -> ``__context__`` is followed to methray's own error.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None)  # RayTaskError: unwrap before the isinstance test
+        if inner is None:  # Ray Train: the first worker's failure, or the controller's
+            failures = getattr(exc, "worker_failures", None) or {}
+            inner = next(iter(failures.values()), None) or getattr(exc, "controller_failure", None)
+        if isinstance(inner, BaseException):
+            exc = inner
+            continue
+        if isinstance(exc, MethrayError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -44,7 +44,7 @@ def start_run(cfg: JobConfig, *, with_ray: bool = True, run_dir: str | None = No
     MethrayError
         An ``s3://`` run directory whose bucket is missing or unreachable.
     """
-    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
+    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region, cfg.storage)
     run_dir = run_dir or cfg.out_dir
     storage.makedirs(run_dir)
     save_config(cfg, storage.join(run_dir, CONFIG_NAME))

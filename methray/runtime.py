@@ -39,6 +39,7 @@ def init_ray(cfg: JobConfig | None = None) -> str:
     """
     if ray.is_initialized():
         return "existing"
+    configure_ray_data()
     quiet = dict(log_to_driver=False, logging_level="ERROR")
     env = worker_env()
     runtime_env = {"env_vars": env} if env else None
@@ -75,6 +76,28 @@ def started_cluster_address() -> str | None:
     from ray._private.services import find_bootstrap_address
 
     return find_bootstrap_address(None)
+
+
+def configure_ray_data() -> None:
+    """Match Ray Data's own retries to methray's storage-fault policy (:mod:`methray.storage`).
+
+    Every S3 request of a Ray Data task already runs under the policy inside the filesystem,
+    so Ray Data's retries of I/O errors (``retried_io_errors``, which match pyarrow's native
+    S3 messages) and of failed map tasks (``retried_map_errors`` / ``max_map_retries``,
+    ``actor_task_retry_on_errors``) are off: a storage error reaching Ray Data means the retry
+    budget is spent, and retrying it again would multiply the budget. Tasks and actors whose
+    worker process died (a system failure, not an exception) are still retried by Ray.
+    ``raise_original_map_exception`` hands the driver methray's own error instead of a
+    ``UserCodeException`` around it.
+    """
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.retried_io_errors = []
+    ctx.retried_map_errors = False
+    ctx.max_map_retries = 0
+    ctx.actor_task_retry_on_errors = False
+    ctx.raise_original_map_exception = True
 
 
 def worker_env() -> dict[str, str]:

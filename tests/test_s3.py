@@ -133,12 +133,15 @@ def test_unreachable_endpoint_is_a_clear_error(imr90_slice, tmp_path):
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    cfg = slice_config(tmp_path / "out", imr90_slice, reference=f"s3://{BUCKET}/data/chr22.fa", s3={"endpoint_url": closed, "region": REGION})
+    cfg = slice_config(tmp_path / "out", imr90_slice, reference=f"s3://{BUCKET}/data/chr22.fa", s3={"endpoint_url": closed, "region": REGION},
+                       storage={"retry_budget_s": 3, "connect_timeout_s": 1, "backoff_s": 0.5})
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     proc = _methray(["prepare", "--config", "run.yaml"], tmp_path, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"methray: error: s3://{BUCKET}/data/chr22.fa: S3 request failed at {closed}"), proc.stderr
-    assert "EndpointConnectionError" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    *retries, last = proc.stderr.strip().splitlines()
+    # Retried within the budget (one status line per retry), then one line.
+    assert retries and all(line.startswith("WARNING methray.storage: S3 unreachable, retry ") for line in retries), proc.stderr
+    assert last.startswith(f"methray: error: s3://{BUCKET}/data/chr22.fa: lookup failed (S3 unreachable at {closed}: EndpointConnectionError) after "), proc.stderr
 
 
 def test_worker_env_forwards_endpoint_not_credentials(monkeypatch):
@@ -151,7 +154,12 @@ def test_worker_env_forwards_endpoint_not_credentials(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    monkeypatch.delenv("METHRAY_STORAGE_POLICY", raising=False)
     assert worker_env() == {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": REGION}
+    # The storage-fault policy travels with them (tasks and actors retry as the driver does).
+    monkeypatch.setenv("METHRAY_STORAGE_POLICY", '{"retry_budget_s": 60}')
+    assert worker_env()["METHRAY_STORAGE_POLICY"] == '{"retry_budget_s": 60}'
+    monkeypatch.delenv("METHRAY_STORAGE_POLICY")
     # Inside a submitted job that already sets the endpoint, Ray would refuse the same key twice.
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"env_vars": {"AWS_ENDPOINT_URL": "http://x"}}}))
     assert worker_env() == {"AWS_DEFAULT_REGION": REGION}

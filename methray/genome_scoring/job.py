@@ -183,7 +183,7 @@ def score_genome(cfg: TissueSetConfig, date: str | None = None) -> GenomeResult:
         not appear under their final names.
     """
     t0 = time.perf_counter()
-    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
+    storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region, cfg.storage)
     prefix = cfg.prefix(date)
     summary_path = storage.join(prefix, SUMMARY_NAME)
     if storage.exists(summary_path):
@@ -259,8 +259,10 @@ def summary_text(r: GenomeResult) -> str:
         f"  shards: {r.n_shards} ({r.shards_done_before} done before this run)",
         f"  CpGs: {r.cpgs:,}; excluded (mostly-N window): {r.excluded:,}; scored: {r.scored:,} per model",
     ]
-    if not r.already_complete:
+    if not r.already_complete and r.scored_this_run and r.seconds > 0:
         lines.append(f"  this run: {r.scored_this_run:,} CpGs x {len(r.models)} model(s) in {r.seconds:.1f} s ({r.cpgs_per_second:,.0f} CpGs/s)")
+    elif not r.already_complete:  # a resumed run whose shards were all scored before: no rate to give
+        lines.append("  this run: no CpG left to score (every shard was scored by an earlier run); tracks and tables built")
     for tissue, out in r.outputs.items():
         lines.append(f"  {tissue}: {out['bedGraph']}, {out['bigWig']}")
     for name, path in r.tables.items():
