@@ -273,7 +273,7 @@ def cluster_is_local(address: str) -> bool:
     try:
         nodes = list_nodes(address=address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot tell"
-        log.warning("cannot list the nodes of %s (%s); treating the cluster as remote", address, _one_line(exc))
+        log.info("cannot list the nodes of %s (%s); treating the cluster as remote", address, _one_line(exc))
         return False
     mine = {"127.0.0.1", "::1", get_node_ip_address()}
     try:
@@ -334,9 +334,11 @@ def _server_errors(address: str):
 def _client(address: str):
     from ray.job_submission import JobSubmissionClient
 
-    # Ray's own INFO lines about packaging the upload would surround methray's output.
-    for name in ("ray.dashboard", "ray._private.runtime_env"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray's own lines about packaging the upload (INFO, and a WARNING that .venv is skipped)
+    # would surround methray's one-line errors; its loggers set their levels themselves.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("ray.dashboard", "ray._private.runtime_env")):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if urlparse(address).scheme not in ("http", "https"):
         raise MethrayError(f"--address {address!r}: expected the job server URL, e.g. http://127.0.0.1:8265")
     with _server_errors(address):
