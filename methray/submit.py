@@ -50,8 +50,8 @@ JOBS = ("pipeline", "prepare", "train", "score", "evaluate", "score_genome")
 # Uploaded with the code otherwise if .gitignore is missing (e.g. from a source tarball).
 EXCLUDES = [".git", ".venv", "runs", "**/__pycache__", ".pytest_cache", "*.egg-info", "build", "dist"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-# Config keys that the loaders resolve against the current directory (config.load_config,
-# tissue_set.load_tissue_set); every other relative path is relative to data_dir.
+# Config keys that the loaders resolve against the current directory (JobConfig.resolve_paths
+# and TissueSetConfig.resolve_inputs); every other relative path is relative to data_dir.
 CWD_KEYS = {"run": ("data_dir", "out_dir"), "tissue_set": ("data_dir", "out_dir", "cpg_table")}
 CWD_TISSUE_KEYS = {"run": (), "tissue_set": ("checkpoint", "split_regions")}
 REMOTE_HINT = "use s3:// or an absolute path on a file system the cluster shares"
@@ -141,7 +141,7 @@ def prepare(
         Bad config; a relative path (or a config outside the working dir) on a remote cluster.
     """
     from .config import RunConfig, load_config, read_config_data, validate_config
-    from .tissue_set import TissueSetConfig, load_tissue_set
+    from .genome_scoring.config import TissueSetConfig, load_tissue_set
 
     if job not in JOBS:
         raise MethrayError(f"--job {job!r}: expected one of {', '.join(JOBS)}")
@@ -273,7 +273,7 @@ def cluster_is_local(address: str) -> bool:
     try:
         nodes = list_nodes(address=address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot tell"
-        log.info("cannot list the nodes of %s (%s); treating the cluster as remote", address, _one_line(exc))
+        log.debug("cannot list the nodes of %s (%s); treating the cluster as remote", address, _one_line(exc))
         return False
     mine = {"127.0.0.1", "::1", get_node_ip_address()}
     try:
