@@ -246,34 +246,40 @@ def score_genome(
 
 @app.command()
 def submit(
-    config: Annotated[str, typer.Option("--config", "-c", help="Run config as the job sees it: relative to the working dir, shared absolute path, or s3://.")],
+    config: Annotated[str, typer.Option("--config", "-c", help="Run config (local file or s3://). Relative paths in it are made absolute on a local cluster, refused on a remote one.")],
     address: Annotated[str, typer.Option("--address", help="Ray job server (dashboard) address.", envvar="RAY_API_SERVER_ADDRESS")] = "http://127.0.0.1:8265",
     job: Annotated[str, typer.Option("--job", help="The command to run as a job: pipeline, prepare, train, score, evaluate or score-genome.")] = "pipeline",
     date: Annotated[Optional[str], typer.Option("--date", help="Run date YYYY-MM-DD (default: today, UTC).")] = None,
     working_dir: Annotated[str, typer.Option("--working-dir", help="Uploaded as the job's working directory.")] = ".",
     runtime_env: Annotated[Optional[str], typer.Option("--runtime-env", help="Runtime env YAML (env_vars, excludes, ...), e.g. cluster/runtime-env.yaml.")] = None,
     set: SetOpt = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job to end; exit 1 unless it SUCCEEDED.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job's log until it ends; exit 1 unless it SUCCEEDED.")] = False,
 ):
-    """Submit a run as a Ray job with submission id <run_name>-<date>-<n>."""
+    """Check a run config and submit it as a Ray job with submission id <run_name>-<date>-<HHMMSS>."""
     import yaml
 
     from . import submit as submission
 
+    # Ray logs a warning of its own before the one-line error about a missing token.
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     env = None
     if runtime_env:
         try:
             env = yaml.safe_load(Path(runtime_env).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise MethrayError(f"{runtime_env}: cannot read runtime env YAML ({exc})") from None
-    sid = submission.submit(config, address=address, job=job, overrides=set, date=date, working_dir=working_dir, runtime_env=env)
+    sid, sub = submission.submit(config, address=address, job=job, overrides=set, date=date, working_dir=working_dir, runtime_env=env)
+    typer.echo("# resolved config, as the job will run it:", err=True)
+    typer.echo(yaml.safe_dump(sub.config, sort_keys=False).rstrip(), err=True)
+    typer.echo(f"# entrypoint: {sub.entrypoint}", err=True)
     typer.echo(sid)
-    typer.echo(f"follow: ray job logs --address {address} -f {sid}", err=True)
-    if wait:
-        status = submission.wait(address, sid)
-        typer.echo(f"{sid}: {status}", err=True)
-        if status != "SUCCEEDED":
-            raise typer.Exit(1)
+    if not wait:
+        typer.echo(f"# follow: ray job logs --address {address} -f {sid}", err=True)
+        return
+    status = submission.follow(address, sid)
+    typer.echo(f"{sid}: {status}", err=True)
+    if status != "SUCCEEDED":
+        raise typer.Exit(1)
 
 
 @app.command("models")

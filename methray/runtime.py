@@ -4,9 +4,15 @@ Order of precedence:
 
 1. ``ray.address`` in the config;
 2. the ``RAY_ADDRESS`` environment variable (set by ``ray job submit`` for the job's driver);
-3. a local cluster started with ``ray start`` (its address file in the Ray temp dir,
-   ``$RAY_TMPDIR`` or ``/tmp/ray``);
+3. a local cluster started with ``ray start`` (its address file ``ray_current_cluster`` in
+   Ray's default temp dir: ``$RAY_TMPDIR/ray``, else ``$TMPDIR/ray``, else ``/tmp/ray``). A head
+   started with ``ray start --temp-dir DIR`` writes the file into ``DIR`` and is not found
+   there, as with ``ray.init()``: give its address (``RAY_ADDRESS`` or ``ray.address``);
 4. otherwise an embedded local Ray with ``ray.num_cpus`` CPUs (default: all cores).
+
+A cluster started with ``RAY_AUTH_MODE=token`` accepts only clients in token mode with its
+token; a refused connection to a cluster that is up ends with one line that says so, instead
+of falling back to an embedded Ray.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 
 import ray
 
 from .config import JobConfig
+from .errors import MethrayError
 from .storage import S3_ENV_VARS
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,10 @@ def init_ray(cfg: JobConfig | None = None) -> str:
     runtime_env = {"env_vars": env} if env else None
     address = (cfg.ray.address if cfg else None) or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, runtime_env=runtime_env, **quiet)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, **quiet)
+        except ConnectionError as exc:
+            raise MethrayError(f"cannot join the Ray cluster at {address} ({exc}){_auth_hint()}") from None
         return "cluster"
     started = started_cluster_address()
     if started:
@@ -53,7 +64,9 @@ def init_ray(cfg: JobConfig | None = None) -> str:
             ray.init(address=started, runtime_env=runtime_env, **quiet)
             log.info("joined the running local Ray cluster at %s", started)
             return "cluster"
-        except (ConnectionError, RuntimeError):
+        except (ConnectionError, RuntimeError) as exc:
+            if _listening(started):  # the head is up and refused us: not a stale address file
+                raise MethrayError(f"the local Ray cluster at {started} (the last `ray start` of this machine) refused the connection ({exc}){_auth_hint()}") from None
             log.warning("no Ray cluster at %s (stale address file); starting an embedded Ray", started)
     ray.init(
         num_cpus=(cfg.ray.num_cpus if cfg else None),
@@ -98,6 +111,22 @@ def configure_ray_data() -> None:
     ctx.max_map_retries = 0
     ctx.actor_task_retry_on_errors = False
     ctx.raise_original_map_exception = True
+
+
+def _listening(address: str) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _auth_hint() -> str:
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return "; a cluster started with RAY_AUTH_MODE=token needs `export RAY_AUTH_MODE=token` here too, with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+    return "; check that the token here (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) is the cluster's"
 
 
 def worker_env() -> dict[str, str]:

@@ -1,44 +1,39 @@
 """Static checks of the cluster deployment files in cluster/.
 
-No cluster is started: every YAML must parse, the KubeRay manifests must carry the fields the
-ray.io/v1 CRD schemas require, every container must run as non-root with no literal AWS
-secrets, and the Ray launcher config must pass Ray's own launcher schema. The validators are
-also run on broken manifests, which they must reject (so the checks can fail).
-
-The required-field lists below are transcribed from the KubeRay CRDs
-(ray-operator/config/crd/bases/ray.io_{rayclusters,rayjobs,raycronjobs}.yaml and the Go types in
-ray-operator/apis/ray/v1/). Where KubeRay releases differ, the stricter list is used:
-``rayStartParams`` was required in KubeRay <= 1.2 and is optional later, so it is required here.
+No cluster is started. Every YAML must parse; the KubeRay manifests (RayCluster, RayJob,
+RayCronJob, and the RayJob kept in the CronJob's ConfigMap) must validate against the OpenAPI v3
+schemas of the KubeRay v1.7.0 CRDs in ``../shared/kuberay-crds/v1.7.0`` with ``jsonschema``,
+strictly: an unknown field is an error, as the API server's strict field validation makes it
+(the CRDs have no ``x-kubernetes-preserve-unknown-fields``). CEL rules
+(``x-kubernetes-validations``) are not evaluated. On top of the schemas, project policy: every
+container non-root, no literal AWS secrets, a GPU worker group, dated scheduled scoring. The
+CronJob's run.sh is run offline against a fake kubectl, and each of its calls is checked
+against the Role. The Ray launcher config must pass Ray's own launcher schema, and the GPU
+worker's CUDA check must fail here (no GPU). Every validator is also run on broken input,
+which it must reject.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
+CRDS = ROOT.parent / "shared" / "kuberay-crds" / "v1.7.0"
+CRD_FILES = {"RayCluster": "rayclusters.yaml", "RayJob": "rayjobs.yaml", "RayCronJob": "raycronjobs.yaml"}
 
-# --- CRD required fields (ray.io/v1), as data -------------------------------------------------
-
-RAYCLUSTER_SPEC_REQUIRED = ["headGroupSpec"]
-HEAD_GROUP_REQUIRED = ["rayStartParams", "template"]
-WORKER_GROUP_REQUIRED = ["groupName", "minReplicas", "maxReplicas", "rayStartParams", "template"]
-POD_SPEC_REQUIRED = ["containers"]
-CONTAINER_REQUIRED = ["name", "image"]
-# RayJob: entrypoint is optional in the CRD (InteractiveMode has none) but every methray RayJob
-# submits one; a RayJob needs a cluster: rayClusterSpec (create one) or clusterSelector (reuse).
-RAYJOB_SPEC_REQUIRED = ["entrypoint"]
-RAYJOB_CLUSTER_ONE_OF = ["rayClusterSpec", "clusterSelector"]
 RAYJOB_SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
-RAYCRONJOB_SPEC_REQUIRED = ["schedule", "jobTemplate"]  # jobTemplate is a RayJobSpec
-CRONJOB_SPEC_REQUIRED = ["schedule", "jobTemplate"]  # batch/v1
-JOB_TEMPLATE_POD_REQUIRED = ["containers"]
 
 # Names of AWS credentials that must come from a Secret (valueFrom), never a literal value.
 AWS_SECRET_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
@@ -58,6 +53,7 @@ class Invalid(AssertionError):
 
 
 def _need(obj: dict, keys, where: str) -> None:
+    """Fields that project policy requires (not CRD fields: those are checked by the schemas)."""
     if not isinstance(obj, dict):
         raise Invalid(f"{where}: expected a mapping, got {type(obj).__name__}")
     missing = [k for k in keys if obj.get(k) in (None, "")]
@@ -65,10 +61,60 @@ def _need(obj: dict, keys, where: str) -> None:
         raise Invalid(f"{where}: missing required field(s) {missing}")
 
 
-# --- validators -------------------------------------------------------------------------------
+# --- KubeRay CRD schemas ----------------------------------------------------------------------
+
+def strict_schema(node):
+    """A CRD's OpenAPI v3 schema as a JSON schema with the API server's strictness.
+
+    Objects with ``properties`` get ``additionalProperties: false`` (unknown fields are errors
+    under strict field validation) unless they preserve unknown fields; ``nullable`` allows
+    null; ``x-kubernetes-int-or-string`` (already spelled out as ``anyOf``) needs nothing more.
+    """
+    if isinstance(node, list):
+        return [strict_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "properties":
+            out[key] = {name: strict_schema(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "anyOf", "allOf", "oneOf"):
+            out[key] = strict_schema(value)
+        elif not key.startswith("x-kubernetes-") and key != "nullable":
+            out[key] = value
+    if "properties" in out and "additionalProperties" not in out and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+@functools.cache
+def crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    """Validator for ``ray.io/v1`` ``kind`` from the v1.7.0 CRD in ../shared/kuberay-crds."""
+    path = CRDS / CRD_FILES[kind]
+    if not path.exists():
+        pytest.skip(f"KubeRay CRDs not found at {CRDS}")
+    # libyaml when available: the CRDs are large (rayjobs.yaml ~1 MB), pure-Python YAML is slow.
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    schema = strict_schema(version["schema"]["openAPIV3Schema"])
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def check_crd_schema(doc: dict, where: str) -> None:
+    """Validate a ray.io object against its CRD schema; every error is listed."""
+    errors = sorted(crd_validator(doc["kind"]).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:10]]
+        raise Invalid(f"{where}: {len(errors)} schema error(s) against the KubeRay v1.7.0 CRD:\n  " + "\n  ".join(lines))
+
+
+# --- policy -----------------------------------------------------------------------------------
 
 def check_container(c: dict, where: str) -> None:
-    _need(c, CONTAINER_REQUIRED, where)
     sc = c.get("securityContext") or {}
     if sc.get("runAsNonRoot") is not True:
         raise Invalid(f"{where}: securityContext.runAsNonRoot must be true")
@@ -87,10 +133,10 @@ def check_container(c: dict, where: str) -> None:
 
 
 def check_pod_template(tpl: dict, where: str) -> list[dict]:
-    """Validate a PodTemplateSpec; return its containers."""
+    """Non-root policy of a PodTemplateSpec; returns its containers."""
     _need(tpl, ["spec"], where)
     spec = tpl["spec"]
-    _need(spec, POD_SPEC_REQUIRED, f"{where}.spec")
+    _need(spec, ["containers"], f"{where}.spec")
     psc = spec.get("securityContext") or {}
     if psc.get("runAsUser") == 0 or psc.get("runAsNonRoot") is False:
         raise Invalid(f"{where}.spec.securityContext runs as root")
@@ -106,29 +152,15 @@ def check_entrypoint(entry, where: str) -> None:
 
 
 def check_raycluster_spec(spec: dict, where: str, *, want_gpu: bool = True) -> None:
-    _need(spec, RAYCLUSTER_SPEC_REQUIRED, where)
-    head = spec["headGroupSpec"]
-    if not isinstance(head, dict) or "rayStartParams" not in head:
-        raise Invalid(f"{where}.headGroupSpec: missing required field(s) ['rayStartParams']")
-    _need(head, ["template"], f"{where}.headGroupSpec")
-    check_pod_template(head["template"], f"{where}.headGroupSpec.template")
+    check_pod_template(spec["headGroupSpec"]["template"], f"{where}.headGroupSpec.template")
     groups = spec.get("workerGroupSpecs") or []
     gpu_groups = []
     for i, g in enumerate(groups):
         gw = f"{where}.workerGroupSpecs[{i}]"
-        if not isinstance(g, dict):
-            raise Invalid(f"{gw}: expected a mapping")
-        missing = [k for k in WORKER_GROUP_REQUIRED if k not in g or (k != "rayStartParams" and g[k] in (None, ""))]
-        if missing:
-            raise Invalid(f"{gw}: missing required field(s) {missing}")
-        lo, hi = g["minReplicas"], g["maxReplicas"]
+        lo, hi = g.get("minReplicas", 0), g.get("maxReplicas", 2**31)
         n = g.get("replicas", lo)
-        if not all(isinstance(x, int) and x >= 0 for x in (lo, hi, n)):
-            raise Invalid(f"{gw}: replicas/minReplicas/maxReplicas must be integers >= 0")
-        if not lo <= hi:
-            raise Invalid(f"{gw}: minReplicas {lo} > maxReplicas {hi}")
         if not lo <= n <= hi:
-            raise Invalid(f"{gw}: replicas {n} outside [{lo}, {hi}]")
+            raise Invalid(f"{gw}: replicas {n} outside [minReplicas {lo}, maxReplicas {hi}]")
         for c in check_pod_template(g["template"], f"{gw}.template"):
             limits = (c.get("resources") or {}).get("limits") or {}
             if int(limits.get("nvidia.com/gpu", 0) or 0) > 0:
@@ -136,18 +168,19 @@ def check_raycluster_spec(spec: dict, where: str, *, want_gpu: bool = True) -> N
     if want_gpu and not gpu_groups:
         raise Invalid(f"{where}: no worker group requests nvidia.com/gpu in its limits")
     if spec.get("enableInTreeAutoscaling"):
-        if not any(g["maxReplicas"] > g["minReplicas"] for g in groups):
+        if not any(g.get("maxReplicas", 0) > g.get("minReplicas", 0) for g in groups):
             raise Invalid(f"{where}: autoscaling enabled but no group has maxReplicas > minReplicas")
         sc = (spec.get("autoscalerOptions") or {}).get("securityContext") or {}
         if sc.get("runAsNonRoot") is not True or sc.get("allowPrivilegeEscalation") is not False:
             raise Invalid(f"{where}.autoscalerOptions.securityContext: the autoscaler sidecar must run as non-root")
+    if (spec.get("authOptions") or {}).get("mode") != "token":
+        raise Invalid(f"{where}: Ray token authentication must be on (authOptions.mode: token)")
 
 
 def check_rayjob_spec(spec: dict, where: str) -> None:
-    _need(spec, RAYJOB_SPEC_REQUIRED, where)
-    check_entrypoint(spec["entrypoint"], f"{where}.entrypoint")
-    if not any(spec.get(k) for k in RAYJOB_CLUSTER_ONE_OF):
-        raise Invalid(f"{where}: needs one of {RAYJOB_CLUSTER_ONE_OF}")
+    check_entrypoint(spec.get("entrypoint"), f"{where}.entrypoint")
+    if not (spec.get("rayClusterSpec") or spec.get("clusterSelector")):
+        raise Invalid(f"{where}: needs rayClusterSpec or clusterSelector")
     mode = spec.get("submissionMode", "K8sJobMode")
     if mode not in RAYJOB_SUBMISSION_MODES:
         raise Invalid(f"{where}.submissionMode: {mode!r} not one of {sorted(RAYJOB_SUBMISSION_MODES)}")
@@ -155,9 +188,6 @@ def check_rayjob_spec(spec: dict, where: str) -> None:
         check_raycluster_spec(spec["rayClusterSpec"], f"{where}.rayClusterSpec")
         if spec.get("shutdownAfterJobFinishes") is not True:
             raise Invalid(f"{where}: a RayJob that creates its cluster must set shutdownAfterJobFinishes: true")
-        ttl = spec.get("ttlSecondsAfterFinished")
-        if not isinstance(ttl, int) or ttl < 0:
-            raise Invalid(f"{where}: ttlSecondsAfterFinished must be an integer >= 0")
     if spec.get("submitterPodTemplate"):
         check_pod_template(spec["submitterPodTemplate"], f"{where}.submitterPodTemplate")
     elif mode == "K8sJobMode":
@@ -180,15 +210,16 @@ def check_manifest(doc: dict, where: str = "manifest") -> None:
     if not (meta.get("name") or meta.get("generateName")):
         raise Invalid(f"{where}: metadata.name (or generateName) is required")
     where = f"{where} ({kind} {meta.get('name') or meta.get('generateName')})"
-    if kind in ("RayCluster", "RayJob", "RayCronJob") and api != "ray.io/v1":
-        raise Invalid(f"{where}: apiVersion must be ray.io/v1, got {api}")
+    if kind in CRD_FILES:
+        if api != "ray.io/v1":
+            raise Invalid(f"{where}: apiVersion must be ray.io/v1, got {api}")
+        check_crd_schema(doc, where)
     spec = doc.get("spec")
     if kind == "RayCluster":
         check_raycluster_spec(spec, f"{where}.spec")
     elif kind == "RayJob":
         check_rayjob_spec(spec, f"{where}.spec")
     elif kind == "RayCronJob":
-        _need(spec, RAYCRONJOB_SPEC_REQUIRED, f"{where}.spec")
         if not CRON_RE.match(spec["schedule"].strip()):
             raise Invalid(f"{where}.spec.schedule: {spec['schedule']!r} is not a cron expression")
         check_rayjob_spec(spec["jobTemplate"], f"{where}.spec.jobTemplate")
@@ -196,7 +227,7 @@ def check_manifest(doc: dict, where: str = "manifest") -> None:
     elif kind == "CronJob":
         if api != "batch/v1":
             raise Invalid(f"{where}: apiVersion must be batch/v1")
-        _need(spec, CRONJOB_SPEC_REQUIRED, f"{where}.spec")
+        _need(spec, ["schedule", "jobTemplate"], f"{where}.spec")
         if not CRON_RE.match(spec["schedule"].strip()):
             raise Invalid(f"{where}.spec.schedule: {spec['schedule']!r} is not a cron expression")
         jspec = spec["jobTemplate"].get("spec") or {}
@@ -320,23 +351,130 @@ def test_no_literal_secrets_anywhere():
             assert d.get("kind") != "Secret", "create the S3 Secret with kubectl, do not ship it"
 
 
-def test_cronjob_fallback_rbac_allows_creating_rayjobs(kube_docs):
+def test_cronjob_fallback_wiring(kube_docs):
     docs = kube_docs["cronjob-score-genome.yaml"]
     role = next(d for d in docs if d["kind"] == "Role")
-    assert any("ray.io" in r["apiGroups"] and "rayjobs" in r["resources"] and "create" in r["verbs"]
-               for r in role["rules"])
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
     cron = next(d for d in docs if d["kind"] == "CronJob")
-    sa = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"]
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert any(s["kind"] == "ServiceAccount" and s["name"] == sa for s in binding["subjects"])
-    assert cron["spec"].get("concurrencyPolicy") == "Forbid"
-    # The container creates the RayJob stored in the ConfigMap it mounts.
-    cm = next(d for d in docs if d["kind"] == "ConfigMap")
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert any(v.get("configMap", {}).get("name") == cm["metadata"]["name"] for v in pod["volumes"])
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert any(s["kind"] == "ServiceAccount" and s["name"] == pod["serviceAccountName"] for s in binding["subjects"])
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid" and cron["spec"]["timeZone"] == "Etc/UTC"
+    # The container runs run.sh from the ConfigMap it mounts, next to the RayJob manifest.
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    mount = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == cm["metadata"]["name"])
+    (container,) = pod["containers"]
+    path = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == mount["name"])
+    assert container["command"] == ["/bin/sh", f"{path}/run.sh"]
+    assert f"{path}/rayjob.yaml" in cm["data"]["run.sh"]
     rayjob = yaml.safe_load(cm["data"]["rayjob.yaml"])
     assert rayjob["metadata"].get("generateName"), "kubectl create needs generateName for unique names"
+    assert rayjob["metadata"]["labels"]["methray/schedule"] in cm["data"]["run.sh"]
+
+
+# --- run.sh, offline: a fake kubectl that keeps RayJobs in a JSON file ---------------------------
+
+FAKE_KUBECTL = r"""
+import json, sys
+from pathlib import Path
+state_file = Path(__file__).with_name("state.json")
+state = json.loads(state_file.read_text())
+args = sys.argv[1:]
+state["calls"].append(args)
+jobs = state["rayjobs"]
+def save(): state_file.write_text(json.dumps(state))
+if args[:2] == ["get", "rayjobs"]:   # -l SELECTOR --sort-by=.metadata.creationTimestamp -o jsonpath=...
+    assert args[2] == "-l" and args[4].startswith("--sort-by=") and args[6].startswith("jsonpath="), args
+    for j in jobs:
+        print(j["name"] + " " + j["status"][0])
+elif args[0] == "create":            # -f MANIFEST -o name
+    name = "methray-score-genome-x%d" % len(jobs)
+    jobs.append({"name": name, "status": ["", "Initializing", "Running", "Complete"], "result": state["result"]})
+    print("rayjob.ray.io/" + name)
+elif args[:2] == ["get", "rayjob"]:  # NAME -o jsonpath={.status.X}
+    job = next(j for j in jobs if j["name"] == args[2])
+    if "jobDeploymentStatus" in args[4]:
+        if len(job["status"]) > 1:   # time passes between polls
+            job["status"].pop(0)
+        print(job["status"][0], end="")
+    else:
+        print(job["result"], end="")
+elif args[:2] == ["delete", "rayjob"]:
+    state["rayjobs"] = [j for j in jobs if j["name"] != args[2]]
+else:
+    sys.exit("fake kubectl: unexpected call %r" % args)
+save()
+"""
+
+
+def _run_sh(kube_docs, tmp_path, rayjobs, result="SUCCEEDED"):
+    """Run the CronJob's run.sh with a fake kubectl; returns (process, final state)."""
+    cm = next(d for d in kube_docs["cronjob-score-genome.yaml"] if d["kind"] == "ConfigMap")
+    (tmp_path / "run.sh").write_text(cm["data"]["run.sh"])
+    (tmp_path / "rayjob.yaml").write_text(cm["data"]["rayjob.yaml"])
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
+    kubectl.chmod(0o755)
+    (tmp_path / "state.json").write_text(json.dumps({"calls": [], "result": result, "rayjobs": rayjobs}))
+    env = {"PATH": f"{tmp_path}{os.pathsep}/usr/bin:/bin", "MANIFEST": str(tmp_path / "rayjob.yaml"), "POLL_S": "0"}
+    proc = subprocess.run(["sh", str(tmp_path / "run.sh")], env=env, capture_output=True, text=True, timeout=60)
+    return proc, json.loads((tmp_path / "state.json").read_text())
+
+
+def _done(name, result="SUCCEEDED"):
+    return {"name": name, "status": ["Complete"], "result": result}
+
+
+def test_run_sh_creates_waits_and_prunes(kube_docs, tmp_path):
+    old = [_done(f"methray-score-genome-old{i}") for i in range(4)]
+    proc, state = _run_sh(kube_docs, tmp_path, old)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = state["calls"]
+    assert sum(c[0] == "create" for c in calls) == 1
+    # It waited: polled the new RayJob until Complete, and only then pruned.
+    polls = [i for i, c in enumerate(calls) if c[:3] == ["get", "rayjob", "methray-score-genome-x4"]]
+    first_delete = next(i for i, c in enumerate(calls) if c[0] == "delete")
+    assert len(polls) >= 4 and polls[-1] < first_delete
+    # 5 finished RayJobs, the newest 3 kept: the two oldest deleted.
+    assert [j["name"] for j in state["rayjobs"]] == ["methray-score-genome-old2", "methray-score-genome-old3", "methray-score-genome-x4"]
+    assert "RayJob methray-score-genome-x4: Complete, Ray job SUCCEEDED" in proc.stdout
+
+
+def test_run_sh_waits_for_an_unfinished_rayjob_instead_of_creating(kube_docs, tmp_path):
+    running = {"name": "methray-score-genome-late", "status": ["Running", "Running", "Complete"], "result": "SUCCEEDED"}
+    proc, state = _run_sh(kube_docs, tmp_path, [_done("methray-score-genome-old0"), running])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not any(c[0] == "create" for c in state["calls"])
+    assert "waiting for it, not starting another" in proc.stdout
+    assert [j["name"] for j in state["rayjobs"]] == ["methray-score-genome-old0", "methray-score-genome-late"]
+
+
+def test_run_sh_fails_when_the_ray_job_failed(kube_docs, tmp_path):
+    proc, state = _run_sh(kube_docs, tmp_path, [], result="FAILED")
+    assert proc.returncode != 0
+    assert "Ray job FAILED" in proc.stdout
+
+
+def _allowed(role: dict, verb: str, resource: str) -> bool:
+    return any(("ray.io" in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]) for r in role["rules"])
+
+
+def test_run_sh_needs_exactly_the_role_verbs(kube_docs, tmp_path):
+    """Every kubectl call of run.sh is allowed by the Role, and the Role allows nothing more."""
+    role = next(d for d in kube_docs["cronjob-score-genome.yaml"] if d["kind"] == "Role")
+    used = set()
+    for rayjobs in ([_done(f"methray-score-genome-old{i}") for i in range(4)],
+                    [{"name": "methray-score-genome-late", "status": ["Running", "Complete"], "result": "SUCCEEDED"}]):
+        proc, state = _run_sh(kube_docs, tmp_path, rayjobs)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for call in state["calls"]:
+            # kubectl verb -> API verb: `get rayjobs -l` lists, `get rayjob NAME` gets.
+            verb = {"create": "create", "delete": "delete"}.get(call[0]) or ("list" if call[1] == "rayjobs" else "get")
+            used.add(verb)
+            assert _allowed(role, verb, "rayjobs"), call
+    assert used == {"create", "get", "list", "delete"}
+    assert [set(r["verbs"]) for r in role["rules"]] == [used] and role["rules"][0]["resources"] == ["rayjobs"]
+    assert not _allowed({"rules": [{**role["rules"][0], "verbs": ["create", "get", "list"]}]}, "delete", "rayjobs")
 
 
 def test_config_mount_matches_configmap(kube_docs):
@@ -359,6 +497,30 @@ def test_aws_launcher():
     head = cfg["available_node_types"][cfg["head_node_type"]]
     assert "GPU" not in (head.get("resources") or {})
     assert "~/methray" in cfg["file_mounts"]
+
+
+def test_aws_launcher_pins_a_current_gpu_ami():
+    text = (CLUSTER / "aws.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    amis = {t["node_config"].get("ImageId") for t in cfg["available_node_types"].values()}
+    assert len(amis) == 1 and re.fullmatch(r"ami-[0-9a-f]{17}", amis.pop() or ""), "one pinned AMI for head and workers"
+    # Ray's built-in default (DLAMI Ubuntu 18.04, CUDA 11.2) must not be used in the region set.
+    from ray.autoscaler._private.aws.config import DEFAULT_AMI
+    assert DEFAULT_AMI.get(cfg["provider"]["region"]) not in text
+    # How to find the AMI of another region is written next to it.
+    assert "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id" in text
+    assert cfg["provider"]["region"] in text.split("ImageId: ami-", 1)[0]
+
+
+def test_gpu_worker_setup_fails_without_cuda():
+    """The worker's last setup command, run here (torch CPU build, no GPU), must fail loudly."""
+    cfg = yaml.safe_load((CLUSTER / "aws.yaml").read_text())
+    check = cfg["worker_setup_commands"][-1]
+    assert check.startswith("python -c ")
+    code = check[len("python -c "):].strip().strip('"')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode != 0 and "CUDA is not available on this GPU worker" in proc.stderr, proc.stdout + proc.stderr
 
 
 def test_aws_launcher_passes_ray_schema():
@@ -389,16 +551,27 @@ def _head_container(spec):
     return spec["headGroupSpec"]["template"]["spec"]["containers"][0]
 
 
+def _worker(spec):
+    return spec["workerGroupSpecs"][0]
+
+
 BREAKAGES = {
     "RayCluster": [
+        # the CRD schema: required fields, types, enums, unknown fields at any depth
         ("no headGroupSpec", lambda d: d["spec"].pop("headGroupSpec")),
-        ("head without rayStartParams", lambda d: d["spec"]["headGroupSpec"].pop("rayStartParams")),
-        ("container without image", lambda d: _head_container(d["spec"]).pop("image")),
-        ("group without groupName", lambda d: d["spec"]["workerGroupSpecs"][0].pop("groupName")),
-        ("group without maxReplicas", lambda d: d["spec"]["workerGroupSpecs"][0].pop("maxReplicas")),
-        ("min > max", lambda d: d["spec"]["workerGroupSpecs"][0].update(minReplicas=5, maxReplicas=1)),
-        ("no GPU", lambda d: d["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
-            ["resources"]["limits"].pop("nvidia.com/gpu")),
+        ("group without groupName", lambda d: _worker(d["spec"]).pop("groupName")),
+        ("container without name", lambda d: _head_container(d["spec"]).pop("name")),
+        ("replicas as a string", lambda d: _worker(d["spec"]).update(maxReplicas="4")),
+        ("typo in spec", lambda d: d["spec"].update(enableInTreeAutoscale=True)),
+        ("typo in a worker group", lambda d: _worker(d["spec"]).update(minReplica=0)),
+        ("typo in a container", lambda d: _head_container(d["spec"]).update(imagePullPolicyy="Always")),
+        ("typo in a resource", lambda d: _head_container(d["spec"])["securityContext"].update(runAsNonroot=True)),
+        ("bad auth mode", lambda d: d["spec"]["authOptions"].update(mode="password")),
+        ("wrong apiVersion", lambda d: d.update(apiVersion="ray.io/v1alpha1")),
+        # project policy
+        ("replicas > max", lambda d: _worker(d["spec"]).update(replicas=5, maxReplicas=1)),
+        ("no GPU", lambda d: _worker(d["spec"])["template"]["spec"]["containers"][0]["resources"]["limits"].pop("nvidia.com/gpu")),
+        ("no token auth", lambda d: d["spec"].pop("authOptions")),
         ("root user", lambda d: _head_container(d["spec"])["securityContext"].update(runAsUser=0)),
         ("no runAsNonRoot", lambda d: _head_container(d["spec"])["securityContext"].pop("runAsNonRoot")),
         ("privilege escalation", lambda d: _head_container(d["spec"])["securityContext"]
@@ -406,9 +579,11 @@ BREAKAGES = {
         ("literal AWS secret", lambda d: _head_container(d["spec"])["env"].append(
             {"name": "AWS_SECRET_ACCESS_KEY", "value": "not-a-real-secret"})),
         ("root autoscaler", lambda d: d["spec"]["autoscalerOptions"].pop("securityContext")),
-        ("wrong apiVersion", lambda d: d.update(apiVersion="ray.io/v1alpha1")),
     ],
     "RayJob": [
+        ("typo in spec", lambda d: d["spec"].update(shutdownAfterJobFinish=True)),
+        ("ttl as a string", lambda d: d["spec"].update(ttlSecondsAfterFinished="600")),
+        ("typo in the submitter pod", lambda d: d["spec"]["submitterPodTemplate"]["spec"].update(restartPolicyy="Never")),
         ("no entrypoint", lambda d: d["spec"].pop("entrypoint")),
         ("entrypoint not under jobs/", lambda d: d["spec"].update(entrypoint="python pipeline.py --config x.yaml")),
         ("entrypoint without --config", lambda d: d["spec"].update(entrypoint="python jobs/pipeline.py")),
@@ -421,8 +596,11 @@ BREAKAGES = {
     ],
     "RayCronJob": [
         ("no schedule", lambda d: d["spec"].pop("schedule")),
-        ("bad schedule", lambda d: d["spec"].update(schedule="every day")),
         ("no jobTemplate", lambda d: d["spec"].pop("jobTemplate")),
+        ("concurrencyPolicy (not a RayCronJob field in v1.7)", lambda d: d["spec"].update(concurrencyPolicy="Forbid")),
+        ("empty timeZone", lambda d: d["spec"].update(timeZone="")),
+        ("typo in jobTemplate", lambda d: d["spec"]["jobTemplate"].update(entryPoint="x")),
+        ("bad schedule", lambda d: d["spec"].update(schedule="every day")),
         ("undated", lambda d: d["spec"]["jobTemplate"].update(
             entrypoint="python jobs/score_genome.py --config c.yaml")),
     ],
@@ -442,6 +620,13 @@ def test_validator_rejects_broken_manifest(kube_docs, kind, label, breaker):
     check_manifest(copy.deepcopy(doc))  # intact: accepted
     breaker(doc)
     with pytest.raises(Invalid):
+        check_manifest(doc)
+
+
+def test_schema_errors_name_the_field(kube_docs):
+    doc = _first(kube_docs, "RayJob")
+    doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplica"] = 0
+    with pytest.raises(Invalid, match=r"spec\.rayClusterSpec\.workerGroupSpecs\.0: Additional properties .*'minReplica'"):
         check_manifest(doc)
 
 
