@@ -188,6 +188,7 @@ def test_deepmethygene_early_stopping_and_seed(data):
 # ---------------------------------------------------------------- the job on Ray
 
 
+@pytest.mark.ray
 def test_job_end_to_end_ledger_and_predict(tmp_path, ray_session, capsys):
     from methray.cli import main
     from methray.expression.job import run_expression
