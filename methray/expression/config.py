@@ -7,15 +7,11 @@ the current directory. Every key, its default and its meaning are in the README 
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .. import storage
-from ..config import RayConfig, S3Config, _resolve, read_config_data, validate_config
-from ..config import _Section as Section  # becomes methray.config.Section (issue 10)
+from ..config import JobConfig, Section, load_job_config, resolve_path
 from ..errors import MethrayError
 
 MODELS = ("deepmethygene", "elasticnet", "random_forest", "svr", "mean")
@@ -88,17 +84,17 @@ class ComputeConfig(Section):
     gpus_per_task: float = Field(0.25, gt=0, le=1, description="GPU fraction per deepmethygene task when on GPU")
 
 
-class ExpressionConfig(Section):
+class ExpressionConfig(JobConfig):
     """A gene-expression-from-methylation run (``methray expression``).
 
-    The header keys (run_name, data_dir, out_dir, genome, ray, s3, :meth:`path`) are those of
-    the common job config; paths may be local or ``s3://``.
+    The header (run_name, data_dir, out_dir, genome, ray, s3, :meth:`path`) is the common
+    :class:`methray.config.JobConfig`; this job reads no reference genome (``reference`` is
+    optional and unused). Paths may be local or ``s3://``.
     """
 
     run_name: str = "expression"
-    data_dir: str = "."
-    out_dir: str = "runs/expression"
-    genome: str = "hg19"
+    out_dir: str = Field("runs/expression", description="run directory (resolved against the current directory)")
+    reference: str | None = Field(None, description="unused: the job reads no genome sequence")
     inputs: InputsConfig
     features: FeaturesConfig = FeaturesConfig()
     genes: GenesConfig = GenesConfig()
@@ -111,8 +107,6 @@ class ExpressionConfig(Section):
     random_forest: RandomForestConfig = RandomForestConfig()
     svr: SVRConfig = SVRConfig()
     compute: ComputeConfig = ComputeConfig()
-    ray: RayConfig = RayConfig()
-    s3: S3Config = S3Config()
 
     @field_validator("models", "final_models")
     @classmethod
@@ -124,8 +118,16 @@ class ExpressionConfig(Section):
             raise ValueError(f"models listed twice: {v}")
         return v
 
-    def path(self, *parts: str) -> str:
-        return storage.join(self.out_dir, *parts)
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        for key in ("methylation", "expression", "probe_genes", "genes", "samples"):
+            setattr(self.inputs, key, resolve_path(getattr(self.inputs, key), data_dir))
+
+    def check(self) -> None:
+        not_run = [m for m in self.final_models if m not in self.models]
+        if not_run:
+            raise MethrayError(f"final_models: {not_run} not in models {self.models}")
+        if (self.cv.group_by or self.cv.stratify_by) and not self.inputs.samples:
+            raise MethrayError("cv.group_by / cv.stratify_by need inputs.samples (or set them to null)")
 
     def model_settings(self, model: str) -> dict:
         """The settings that change a model's results (its section, the seed, features, folds)."""
@@ -141,16 +143,7 @@ class ExpressionConfig(Section):
 
 
 def load_expression_config(path: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> ExpressionConfig:
-    """Load and validate an expression config.
-
-    Parameters
-    ----------
-    path
-        YAML file (local or ``s3://``); or None with ``data``.
-    overrides
-        ``section.key=value`` strings (values parsed as YAML).
-    data
-        The config as a dict, used instead of reading ``path``.
+    """:func:`methray.config.load_job_config` for an :class:`ExpressionConfig`.
 
     Raises
     ------
@@ -158,16 +151,4 @@ def load_expression_config(path: str | None = None, overrides: list[str] | None 
         Missing file, bad YAML, unknown key, wrong type, a final model that is not run, or
         ``cv.group_by`` / ``cv.stratify_by`` without ``inputs.samples``.
     """
-    raw = read_config_data(path, overrides, json.loads(json.dumps(data)) if data else None)
-    cfg = validate_config(ExpressionConfig, raw, path)
-    src = path or "config"
-    not_run = [m for m in cfg.final_models if m not in cfg.models]
-    if not_run:
-        raise MethrayError(f"{src}: final_models: {not_run} not in models {cfg.models}")
-    if (cfg.cv.group_by or cfg.cv.stratify_by) and not cfg.inputs.samples:
-        raise MethrayError(f"{src}: cv.group_by / cv.stratify_by need inputs.samples (or set them to null)")
-    cfg.data_dir = _resolve(cfg.data_dir, os.getcwd())  # absolute first: Ray workers run elsewhere
-    for key in ("methylation", "expression", "probe_genes", "genes", "samples"):
-        setattr(cfg.inputs, key, _resolve(getattr(cfg.inputs, key), cfg.data_dir))
-    cfg.out_dir = _resolve(cfg.out_dir, os.getcwd())
-    return cfg
+    return load_job_config(ExpressionConfig, path, overrides, data)

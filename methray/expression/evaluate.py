@@ -99,21 +99,6 @@ def summary_table(genes: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFra
     return pd.DataFrame(out)
 
 
-def write_table(df: pd.DataFrame, stem: str, *, parquet: bool = True) -> list[str]:
-    """``<stem>.tsv`` (and ``<stem>.parquet``), each written atomically. Returns the paths.
-
-    The project's one table writer is ``methray.tables.write_table`` (issue 10); this is its
-    stand-in until that lands.
-    """
-    paths = [f"{stem}.tsv"] + ([f"{stem}.parquet"] if parquet else [])
-    with storage.atomic_path(paths[0]) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g", na_rep="NA")
-    if parquet:
-        with storage.atomic_path(paths[1]) as tmp:
-            df.to_parquet(tmp, index=False)
-    return paths
-
-
 def plot_figure(genes: pd.DataFrame, path: str, title: str = "") -> None:
     """``figure.png``: the per-gene mean R^2 by model (box plot with the genes as points) and
     R^2 against the number of CpGs of the gene (one colour per model)."""

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from .. import storage
-from ..config import save_config
-from ..runtime import init_ray
+from ..run import start_run
+from ..tables import write_table
 from .config import ExpressionConfig
 from .data import data_folds, load_data
-from .evaluate import gene_table, plot_figure, summary_table, write_table
+from .evaluate import gene_table, plot_figure, summary_table
 from .train import TrainStats, train_units
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,11 @@ def run_expression(cfg: ExpressionConfig) -> ExpressionResult:
     storage.configure_s3(cfg.s3.endpoint_url, cfg.s3.region)
     data = load_data(cfg)  # every input check before anything is written
     folds, groups = data_folds(cfg, data)
-    storage.makedirs(cfg.out_dir)
-    save_config(cfg, cfg.path("config.yaml"))
-    write_table(pd.DataFrame({"what": list(data.report), "count": list(data.report.values())}), cfg.path("selection"), parquet=False)
+    start_run(cfg)
+    write_table(pd.DataFrame({"what": list(data.report), "count": list(data.report.values())}), cfg.path("selection"))
     sheet = data.sheet.reset_index() if len(data.sheet) else pd.DataFrame({"sample": data.samples})
-    write_table(sheet.assign(fold=folds, group=groups), cfg.path("folds"), parquet=False)
-    mode = init_ray(cfg)
-    log.info("expression: %d genes x %d folds x %d models (Ray %s)", len(data.genes), cfg.cv.n_folds, len(cfg.models), mode)
+    write_table(sheet.assign(fold=folds, group=groups), cfg.path("folds"))
+    log.info("expression: %d genes x %d folds x %d models", len(data.genes), cfg.cv.n_folds, len(cfg.models))
 
     records, stats = train_units(cfg, data, folds, groups)
 
@@ -65,11 +63,11 @@ def run_expression(cfg: ExpressionConfig) -> ExpressionResult:
     with storage.atomic_path(cfg.path("predictions.parquet")) as tmp:
         preds.to_parquet(tmp, index=False)
     summary = summary_table(genes)
-    write_table(summary, cfg.path("summary"), parquet=False)
+    write_table(summary, cfg.path("summary"))
     plot_figure(genes, cfg.path("figure.png"),
                 title=f"{len(data.genes)} genes (>= {cfg.genes.min_cpgs} CpGs), {len(data.samples)} samples, {cfg.cv.n_folds}-fold CV")
     seconds = time.perf_counter() - t0
-    run = {"seconds": round(seconds, 2), **asdict(stats), "units_per_second": stats.units_per_second, "ray": mode}
+    run = {"seconds": round(seconds, 2), **asdict(stats), "units_per_second": stats.units_per_second}
     with storage.atomic_write(cfg.path("run.json")) as fh:
         json.dump(run, fh, indent=1)
     return ExpressionResult(cfg.out_dir, data.report, summary, stats, seconds)
