@@ -184,6 +184,31 @@ def compare(
 
 
 @app.command()
+def expression(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
+    """Gene expression from methylation: DeepMethyGene per gene vs baselines, k-fold CV on Ray; resumable."""
+    from .expression.config import load_expression_config
+    from .expression.job import run_expression, summary_text
+
+    overrides = list(set or []) + ([f"out_dir={out}"] if out else [])
+    typer.echo(summary_text(run_expression(load_expression_config(str(config), overrides))))
+
+
+@app.command("expression-predict")
+def expression_predict(
+    run: Annotated[str, typer.Option("--run", help="Output directory of a finished `methray expression` run.")],
+    methylation: Annotated[str, typer.Option("--methylation", "-m", help="Beta values, probes x samples (TSV), same probe ids.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output table (.tsv, .tsv.gz or .parquet).")],
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="Trained model to use (repeatable; default all).")] = None,
+):
+    """Predict log2 expression per gene and sample from a new methylation matrix with a run's trained gene models."""
+    from .expression.predict import predict_expression
+
+    r = predict_expression(run, methylation, out, model or None)
+    typer.echo(f"expression-predict: {r.n_genes} genes x {r.n_samples} samples, models {', '.join(r.models)}; "
+               f"{r.n_imputed:,} missing M-values imputed with training means -> {r.out}")
+
+
+@app.command()
 def demo(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory.")] = "runs/demo",
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder with the hg19 chr22 demo data.")] = None,
