@@ -218,6 +218,16 @@ def variants(
     typer.echo(summary_text(run_variants(cfg)))
 
 
+@app.command()
+def interpret(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
+    """Attributions (DeepLIFT-SHAP, ISM), TF-MoDISco motifs matched to JASPAR, t-SNE and a report."""
+    from .interpret.config import load_interpret_config
+    from .interpret.job import run_interpret, summary_text
+
+    overrides = list(set or []) + ([f"out_dir={out}"] if out else [])
+    typer.echo(summary_text(run_interpret(load_interpret_config(str(config), overrides))))
+
+
 @app.command("models")
 def list_models():
     """List the registered models: window, outputs, parameters, paper."""
