@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from methray import checkpoint, models, tasks
-from methray.encoding import encode_sequence
+from methray.encoding import WindowSpec, encode_sequence
 from methray.errors import MethrayError
 from methray.genome import Reference
 from methray.variants import vcf as vcfio
@@ -99,7 +99,7 @@ def test_read_chunk_of_the_indexed_vcf(ref):
 
 def test_pairs_on_real_positions(ref):
     codes = ref.contig_codes("chr22")
-    spec = checkpoint.window_of({"window_length": 400, "exclude_cpg": True})
+    spec = WindowSpec(400, exclude_cpg=True)
     pos = np.array([DESTROY_C, DESTROY_G, CREATE_C, CREATE_G, NO_WINDOW], np.int64) - 1
     alt = np.array([3, 0, 1, 2, 0], np.uint8)  # T, A, C, G, A
     pairs = enumerate_pairs(pos, alt, codes, [spec])
@@ -123,7 +123,7 @@ def test_pairs_on_real_positions(ref):
 def ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = models.build("mrcnn", window_length=400, n_outputs=1)
-    meta = {"model": "mrcnn", "task": "methylation", "window_length": 400, "exclude_cpg": True, "n_outputs": 1, "params": {}, "tissue": "imr90"}
+    meta = checkpoint.CheckpointMeta(model="mrcnn", task="methylation", window_length=400, exclude_cpg=True, n_outputs=1, tissue="imr90")
     root = tmp_path_factory.mktemp("ckpt")
     checkpoint.save(root / "checkpoint", model, meta)
     return root / "checkpoint"

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..predictor import CheckpointPredictor
+
 
 class ChannelsFirst(nn.Module):
     """``(N, 4, L)`` -> a methray model's ``(N, L, 4)`` input; returns its raw ``(N, n_outputs)``.
@@ -53,8 +55,11 @@ def _without_dropout(model: nn.Module) -> nn.Module:
 
 
 def reverse_complement(x: np.ndarray) -> np.ndarray:
-    """Reverse complement of one-hot (or attribution) arrays ``(N, L, 4)`` in A, C, G, T order."""
-    return np.ascontiguousarray(x[:, ::-1, ::-1])
+    """Reverse complement of one-hot (or attribution) arrays ``(N, L, 4)`` in A, C, G, T order
+    (:func:`methray.augment.reverse_complement` on numpy arrays)."""
+    from ..augment import reverse_complement as rc
+
+    return np.ascontiguousarray(rc(torch.from_numpy(np.ascontiguousarray(x))).numpy())
 
 
 def deep_lift_shap(model: nn.Module, x: np.ndarray, *, n_shuffles: int = 20, seed: int = 0, batch_size: int = 64) -> np.ndarray:
@@ -125,8 +130,9 @@ def representation(model: nn.Module, x: np.ndarray) -> np.ndarray:
     return got[0].numpy().astype(np.float32)
 
 
-class Attributor:
-    """Ray Data callable class: attributions of a batch of CpG windows, model loaded once per actor.
+class Attributor(CheckpointPredictor):
+    """Ray Data callable class: attributions of a batch of CpG windows, model loaded once per actor
+    (a :class:`methray.predictor.CheckpointPredictor`).
 
     Parameters
     ----------
@@ -138,23 +144,22 @@ class Attributor:
         DeepLIFT-SHAP references (see :func:`deep_lift_shap`).
     with_ism
         Also compute ISM (400 x 3 forward passes per window for MRCNN).
+    rc_average
+        Average over both strands (for models trained with reverse-complement augmentation).
     threads
         torch CPU threads.
 
     ``__call__`` takes ``chrom`` ``(B,)``, ``pos`` ``(B,) int64`` and passes every input column
     through; it adds ``x`` ``(B, L, 4) uint8``, ``dls_hyp`` and (with ISM) ``ism`` ``(B, L, 4)
     float32``, ``repr`` ``(B, D) float32`` and ``pred`` ``(B,) float32`` (the task's prediction).
-    RC-averaged when the checkpoint was trained with ``rc_augment``.
+    Attributions run on the CPU copy of the model (tangermeme moves batches to the model's device).
     """
 
-    def __init__(self, checkpoint_dir: str, reference: str, n_shuffles: int = 20, seed: int = 0, with_ism: bool = True, threads: int = 1):
-        from .. import checkpoint as ckpt
-
-        torch.set_num_threads(max(1, int(threads)))
-        self.model, self.meta = ckpt.load(checkpoint_dir, "cpu")
-        self.reference = reference
+    def __init__(self, checkpoint_dir: str, reference: str, n_shuffles: int = 20, seed: int = 0, with_ism: bool = True,
+                 rc_average: bool = False, threads: int = 1):
+        super().__init__(checkpoint_dir, reference, int(threads))
         self.n_shuffles, self.seed, self.with_ism = n_shuffles, seed, with_ism
-        self.rc = bool(self.meta.get("rc_augment", False))
+        self.rc = bool(rc_average)
 
     def _both_strands(self, fn, x: np.ndarray) -> np.ndarray:
         a = fn(self.model, x)
@@ -163,16 +168,14 @@ class Attributor:
         return a.astype(np.float32)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .. import tasks
         from ..windows import encode_batch
 
-        x = encode_batch(batch, self.reference, self.meta["window_length"], self.meta["exclude_cpg"])["x"]
+        x = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)["x"]
         out = {k: np.asarray(v) for k, v in batch.items()}
         out["x"] = x
         out["dls_hyp"] = self._both_strands(lambda m, v: deep_lift_shap(m, v, n_shuffles=self.n_shuffles, seed=self.seed), x)
         if self.with_ism:
             out["ism"] = self._both_strands(ism, x)
         out["repr"] = representation(self.model, x)
-        with torch.no_grad():
-            out["pred"] = tasks.predict(self.meta["task"], self.model(torch.from_numpy(x).float()))[:, 0].numpy().astype(np.float32)
+        out["pred"] = self.predict(x)[:, 0].astype(np.float32)
         return out

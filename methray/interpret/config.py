@@ -16,23 +16,18 @@ Relative ``reference`` is resolved against ``data_dir``; ``checkpoint``, ``sites
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field
 
 from .. import storage
-from ..config import RayConfig, S3Config, ScoreConfig, _resolve, _Section, read_config_data, validate_config
+from ..config import JobConfig, ScoreConfig, load_job_config, resolve_path
 from .motifs import JASPAR_RELEASE
 
 
-class InterpretConfig(_Section):
-    """An interpretation job."""
+class InterpretConfig(JobConfig):
+    """An interpretation job (the common header of :class:`methray.config.JobConfig` plus its own keys)."""
 
     run_name: str = "interpret"
-    data_dir: str = "."
     out_dir: str = "runs/interpret"
-    genome: str = "hg19"
-    reference: str
     checkpoint: str
     sites: str = Field(description="measured sites table of the model's run (prepare's cpg_table)")
     split: str = Field("test", description="which split the CpGs are drawn from (held-out: test)")
@@ -43,10 +38,14 @@ class InterpretConfig(_Section):
     seed: int = 0
     jaspar_release: str = JASPAR_RELEASE
     q_threshold: float = Field(0.05, gt=0, le=1, description="Tomtom matches with q below this are significant")
+    rc_average: bool | None = Field(None, description="average attributions over both strands; None: when the checkpoint records rc_augment")
     n_tracks: int = Field(3, ge=0, description="CpGs shown as attribution tracks")
     score: ScoreConfig = ScoreConfig(batch_size=32)
-    ray: RayConfig = RayConfig()
-    s3: S3Config = S3Config()
+
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        """``checkpoint`` and ``sites`` (run outputs) against the current directory."""
+        self.checkpoint = resolve_path(self.checkpoint, cwd)
+        self.sites = resolve_path(self.sites, cwd)
 
     @property
     def prefix(self) -> str:
@@ -62,11 +61,4 @@ def load_interpret_config(path: str | None, overrides: list[str] | None = None, 
     MethrayError
         Missing file, YAML error, unknown key or wrong type.
     """
-    cfg = validate_config(InterpretConfig, read_config_data(path, overrides, data), path)
-    cwd = os.getcwd()
-    cfg.data_dir = _resolve(cfg.data_dir, cwd)
-    cfg.reference = _resolve(cfg.reference, cfg.data_dir)
-    cfg.checkpoint = _resolve(cfg.checkpoint, cwd)
-    cfg.sites = _resolve(cfg.sites, cwd)
-    cfg.out_dir = _resolve(cfg.out_dir, cwd)
-    return cfg
+    return load_job_config(InterpretConfig, path, overrides, data)

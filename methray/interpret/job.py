@@ -55,10 +55,10 @@ NPZ_DOC = """attributions.npz (numpy .npz, arrays aligned on axis 0; one row per
 
 
 def _say(msg: str) -> None:
-    print(msg, flush=True)
+    log.info(msg)
 
 
-def _attribute(cfg: InterpretConfig, chosen: pd.DataFrame) -> dict[str, np.ndarray]:
+def _attribute(cfg: InterpretConfig, chosen: pd.DataFrame, rc: bool) -> dict[str, np.ndarray]:
     import ray
 
     from .attribute import Attributor
@@ -73,7 +73,7 @@ def _attribute(cfg: InterpretConfig, chosen: pd.DataFrame) -> dict[str, np.ndarr
         ds = ds.map_batches(
             Attributor,
             fn_constructor_kwargs={"checkpoint_dir": cfg.checkpoint, "reference": cfg.reference, "n_shuffles": cfg.n_shuffles,
-                                   "seed": cfg.seed, "with_ism": with_ism, "threads": max(1, int(cfg.score.cpus_per_actor))},
+                                   "seed": cfg.seed, "with_ism": with_ism, "rc_average": rc, "threads": max(1, int(cfg.score.cpus_per_actor))},
             compute=ray.data.ActorPoolStrategy(size=cfg.score.actors),
             batch_size=cfg.score.batch_size,
             num_cpus=cfg.score.cpus_per_actor,
@@ -104,12 +104,12 @@ def run_interpret(cfg: InterpretConfig) -> dict:
         Missing checkpoint / sites table, a model that is not a sequence model, or no CpG
         in any group.
     """
-    from ..runtime import init_ray
+    from ..run import start_run
 
     t0 = time.perf_counter()
     meta = ckpt.read_meta(cfg.checkpoint)
     model, meta = ckpt.load(cfg.checkpoint)
-    if meta["model"] == "deepmethygene":
+    if meta.model == "deepmethygene":
         raise MethrayError(f"{cfg.checkpoint}: deepmethygene is not a sequence model; interpret needs one")
     if not storage.exists(cfg.sites):
         raise MethrayError(f"{cfg.sites}: sites table not found (the run's cpg_table from `methray prepare`)")
@@ -120,18 +120,17 @@ def run_interpret(cfg: InterpretConfig) -> dict:
     chosen, counts = select_sites(sites, ref, meta, cfg.n_per_group, cfg.seed)
     _say(f"interpret: {tissue} {cfg.split} sites: " + "; ".join(f"{g} {c['chosen']} of {c['available']:,} ({c['with_n']} with N)" for g, c in counts.items()))
     prefix = cfg.prefix
-    storage.makedirs(prefix)
+    rc = cfg.rc_average if cfg.rc_average is not None else bool(getattr(meta, "rc_augment", False))
 
     t = time.perf_counter()
-    mode = init_ray(cfg)
-    _say(f"interpret: Ray {mode}; {len(chosen)} CpGs, DeepLIFT-SHAP x {cfg.n_shuffles} shuffles, ISM on {cfg.ism_per_group} per group")
-    res = _attribute(cfg, chosen)
+    start_run(cfg, run_dir=prefix)
+    _say(f"interpret: {len(chosen)} CpGs, DeepLIFT-SHAP x {cfg.n_shuffles} shuffles, ISM on {cfg.ism_per_group} per group")
+    res = _attribute(cfg, chosen, rc)
     attr_s = time.perf_counter() - t
     x = res["x"]
     contrib = res["dls_hyp"] * x
-    offsets = ckpt.window_of(meta).offsets()
+    offsets = meta.window.offsets()
     groups = chosen["group"].to_numpy().astype(str)
-    rc = bool(meta.get("rc_augment", False))
     with storage.atomic_path(storage.join(prefix, "attributions.npz")) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(
@@ -162,7 +161,7 @@ def run_interpret(cfg: InterpretConfig) -> dict:
             found[f"{g}_{p['name']}"] = {"ppm": p["ppm"], "source": "tfmodisco", "group": g, "support": p["n_seqlets"]}
     filters = mot.filter_pwms(model, x)
     filter_note = (f"{len(filters)} first-layer filter PWM(s)" if mot.first_dna_conv(model) is not None else
-                   f"{meta['model']}'s first layer is not a DNA convolution spanning positions (MRCNN: a 1x4 convolution over one base); "
+                   f"{meta.model}'s first layer is not a DNA convolution spanning positions (MRCNN: a 1x4 convolution over one base); "
                    "its motifs come from the attributions (TF-MoDISco) only")
     for f in filters:
         found[f["name"]] = {"ppm": f["ppm"], "source": "first_layer", "group": "all", "support": f["n_sites"]}
@@ -197,7 +196,7 @@ def run_interpret(cfg: InterpretConfig) -> dict:
     plots.attribution_tracks(storage.join(prefix, "tracks.png"), track_rows, offsets)
 
     summary = {
-        "prefix": prefix, "checkpoint": cfg.checkpoint, "model": meta["model"], "tissue": tissue, "split": cfg.split,
+        "prefix": prefix, "checkpoint": cfg.checkpoint, "model": meta.model, "tissue": tissue, "split": cfg.split,
         "groups": counts, "n_shuffles": cfg.n_shuffles, "ism_per_group": cfg.ism_per_group, "rc_averaged": rc,
         "seconds": {"attributions": round(attr_s, 1), "motifs": round(motif_s, 1), "matching": round(match_s, 1),
                     "total": round(time.perf_counter() - t0, 1)},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..checkpoint import window_of
 from ..encoding import N_CODE
 from ..errors import MethrayError
 
@@ -45,7 +44,7 @@ def select_sites(sites: pd.DataFrame, ref, meta: dict, n_per_group: int, seed: i
         ``with_n`` (window holds an N: dinucleotide shuffling needs A/C/G/T only; skipped,
         counted), ``chosen``.
     """
-    spec = window_of(meta)
+    spec = meta.window
     sites = sites.assign(group=group_of(sites["beta"].to_numpy()))
     rng = np.random.default_rng(seed)
     parts, counts = [], {}

@@ -26,10 +26,10 @@ import re
 from pydantic import Field, field_validator
 
 from .. import storage
-from ..config import RayConfig, S3Config, ScoreConfig, _resolve, _Section, read_config_data, validate_config
+from ..config import JobConfig, Section, load_job_config, read_config_data, resolve_path
 
 
-class ModelEntry(_Section):
+class ModelEntry(Section):
     """One model to score the variants with."""
 
     name: str = Field(description="label of the model in the outputs (column `model`)")
@@ -43,14 +43,12 @@ class ModelEntry(_Section):
         return v
 
 
-class VariantsConfig(_Section):
-    """A variant-effect job. Paths are local (the VCF is read with htslib through cyvcf2)."""
+class VariantsConfig(JobConfig):
+    """A variant-effect job (the common header of :class:`methray.config.JobConfig` plus the
+    VCF and the models). The VCF is local (read with htslib through cyvcf2)."""
 
     run_name: str = "variants"
-    data_dir: str = "."
     out_dir: str = "runs/variants"
-    genome: str = "hg19"
-    reference: str
     vcf: str
     checkpoints: list[ModelEntry]
     chunk_bp: int = Field(1_000_000, ge=1, description="chunk (resumable unit) length in bp, for indexed VCFs")
@@ -58,9 +56,6 @@ class VariantsConfig(_Section):
         0.01, ge=0, le=1, description="fail when more allele rows (not on N) have a REF that differs from the reference"
     )
     min_abs_delta: float = Field(0.01, ge=0, description="|delta| from which a CpG counts as affected in the summary")
-    score: ScoreConfig = ScoreConfig()
-    ray: RayConfig = RayConfig()
-    s3: S3Config = S3Config()
 
     @field_validator("checkpoints")
     @classmethod
@@ -69,6 +64,12 @@ class VariantsConfig(_Section):
         if not v or len(set(names)) != len(names):
             raise ValueError(f"expected at least one checkpoint, names unique; got {names}")
         return v
+
+    def resolve_inputs(self, data_dir: str, cwd: str) -> None:
+        """``vcf`` against ``data_dir``; checkpoints (run outputs) against the current directory."""
+        self.vcf = resolve_path(self.vcf, data_dir)
+        for m in self.checkpoints:
+            m.checkpoint = resolve_path(m.checkpoint, cwd)
 
     @property
     def prefix(self) -> str:
@@ -105,19 +106,11 @@ def load_variants_config(
         ``vcf``, ``checkpoints``).
     """
     raw = read_config_data(path, overrides, data) if (path or data is not None) else read_config_data(None, overrides, {})
+    # Paths given on the command line are relative to the current directory, like any CLI path.
     if vcf:
-        raw["vcf"] = vcf
+        raw["vcf"] = os.path.abspath(vcf)
     if checkpoints:
         raw["checkpoints"] = [parse_checkpoint_arg(c) for c in checkpoints]
     if out:
         raw["out_dir"] = out
-    cfg = validate_config(VariantsConfig, raw, path)
-    cwd = os.getcwd()
-    cfg.data_dir = _resolve(cfg.data_dir, cwd)
-    cfg.reference = _resolve(cfg.reference, cfg.data_dir)
-    # A --vcf given on the command line is relative to the current directory, like any CLI path.
-    cfg.vcf = _resolve(cfg.vcf, cwd if vcf else cfg.data_dir)
-    for m in cfg.checkpoints:
-        m.checkpoint = _resolve(m.checkpoint, cwd)
-    cfg.out_dir = _resolve(cfg.out_dir, cwd)
-    return cfg
+    return load_job_config(VariantsConfig, path, None, raw)

@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-
-from .. import checkpoint as ckpt
-from .. import tasks
 from ..encoding import BASE_CODES, WindowSpec, gather_windows, one_hot
 from ..genome import open_reference
+from ..predictor import CheckpointPredictor
 
 EFFECTS = ("window", "destroyed", "created")
 
@@ -132,8 +129,8 @@ def alt_windows(ref_codes: np.ndarray, distance: np.ndarray, alt: np.ndarray, sp
 class VariantPredictor:
     """Ray Data callable class: predicted beta of CpGs with the reference and the ALT allele.
 
-    Follows :class:`methray.score.Predictor`: ``__init__`` loads every checkpoint once per
-    actor and opens the reference; ``__call__`` builds each pair's reference and ALT windows
+    One :class:`methray.predictor.CheckpointPredictor` per checkpoint: ``__init__`` loads
+    every checkpoint once per actor; ``__call__`` builds each pair's reference and ALT windows
     from the cached contig (nothing one-hot travels through the object store) and runs the
     models in sub-batches of ``batch_size`` windows.
 
@@ -156,21 +153,14 @@ class VariantPredictor:
     """
 
     def __init__(self, checkpoints: dict[str, str], reference: str, batch_size: int = 1024, threads: int = 1):
-        torch.set_num_threads(max(1, int(threads)))
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.models = {}
-        for label, path in checkpoints.items():
-            model, meta = ckpt.load(path, self.device)
-            self.models[label] = (model, meta, ckpt.window_of(meta))
+        self.predictors = {label: CheckpointPredictor(path, reference, threads) for label, path in checkpoints.items()}
         self.reference = reference
         self.batch_size = int(batch_size)
 
-    def _predict(self, model, meta, codes: np.ndarray) -> np.ndarray:
+    def _predict(self, predictor: CheckpointPredictor, codes: np.ndarray) -> np.ndarray:
         out = np.empty(len(codes), np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(codes), self.batch_size):
-                x = torch.from_numpy(one_hot(codes[i : i + self.batch_size])).to(self.device).float()
-                out[i : i + self.batch_size] = tasks.predict(meta["task"], model(x))[:, 0].float().cpu().numpy()
+        for i in range(0, len(codes), self.batch_size):
+            out[i : i + self.batch_size] = predictor.predict(one_hot(codes[i : i + self.batch_size]))[:, 0]
         return out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -182,7 +172,8 @@ class VariantPredictor:
         alt = BASE_CODES[np.array([ord(a[0]) if len(a) else ord("N") for a in np.asarray(batch["alt"]).astype(str)], np.uint8)]
         chrom = np.asarray(batch["chrom"]).astype(str)
         ref = open_reference(self.reference)
-        for label, (model, meta, spec) in self.models.items():
+        for label, predictor in self.predictors.items():
+            spec = predictor.meta.window
             beta_ref = np.full(n, np.nan, np.float32)
             beta_alt = np.full(n, np.nan, np.float32)
             seen = (cpg >= 0) & ((effect != "window") | in_window(pos - cpg, spec))
@@ -191,14 +182,14 @@ class VariantPredictor:
                 padded = ref.codes(c)
                 # One reference prediction per distinct CpG, shared by its pairs.
                 sites, inverse = np.unique(cpg[rows], return_inverse=True)
-                site_beta = self._predict(model, meta, gather_windows(padded, sites, spec))
+                site_beta = self._predict(predictor, gather_windows(padded, sites, spec))
                 ref_rows = rows[effect[rows] != "created"]  # a created CpG has no reference site
                 beta_ref[ref_rows] = site_beta[inverse[effect[rows] != "created"]]
                 alt_rows = rows[effect[rows] != "destroyed"]  # a destroyed CpG has no ALT site
                 if len(alt_rows):
                     wins = gather_windows(padded, cpg[alt_rows], spec)
                     alt_codes = alt_windows(wins, pos[alt_rows] - cpg[alt_rows], alt[alt_rows], spec)
-                    beta_alt[alt_rows] = self._predict(model, meta, alt_codes)
+                    beta_alt[alt_rows] = self._predict(predictor, alt_codes)
             out[f"beta_ref.{label}"] = beta_ref
             out[f"beta_alt.{label}"] = beta_alt
             out[f"seen.{label}"] = seen

@@ -71,7 +71,7 @@ VARIANT_SCHEMA = pa.schema([
 
 
 def _say(msg: str) -> None:
-    print(msg, flush=True)
+    log.info(msg)
 
 
 # ---------------------------------------------------------------- stage 1: read a chunk
@@ -223,8 +223,8 @@ def load_models(cfg: VariantsConfig) -> dict[str, dict]:
             raise
         except Exception as exc:  # torch raises many kinds for a damaged model.pt
             raise MethrayError(f"{m.checkpoint}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
-        if metas[m.name]["task"] != "methylation":
-            raise MethrayError(f"{m.checkpoint}: a {metas[m.name]['task']} model; variants scores methylation models")
+        if metas[m.name].task != "methylation":
+            raise MethrayError(f"{m.checkpoint}: a {metas[m.name].task} model; variants scores methylation models")
     return metas
 
 
@@ -390,7 +390,7 @@ def run_variants(cfg: VariantsConfig) -> dict:
         Missing VCF / reference / checkpoint, ambiguous contig names, no VCF contig on the
         reference, REF mismatches above the limit, or a prefix started with other inputs.
     """
-    from ..runtime import init_ray
+    from ..run import start_run
 
     t0 = time.perf_counter()
     prefix = cfg.prefix
@@ -402,7 +402,7 @@ def run_variants(cfg: VariantsConfig) -> dict:
         return {**done, "already_complete": True}
     ref = open_reference(cfg.reference)
     metas = load_models(cfg)
-    specs = [ckpt.window_of(m) for m in metas.values()]
+    specs = [m.window for m in metas.values()]
     indexed = vcfio.has_index(cfg.vcf)
     names = vcfio.vcf_contigs(cfg.vcf)
     mapping, unmapped = vcfio.map_contigs(names, ref.chroms)
@@ -425,12 +425,8 @@ def run_variants(cfg: VariantsConfig) -> dict:
     todo = ledger.missing(shards)
     _say(f"variants: {cfg.vcf} ({'indexed' if indexed else 'no index: one chunk per contig'}): {len(shards)} chunks ({len(shards) - len(todo)} done earlier); models {', '.join(metas)}")
     t_score = time.perf_counter()
+    start_run(cfg, with_ray=bool(todo), run_dir=prefix)  # config.yaml once the prefix accepts this job
     if todo:
-        mode = init_ray(cfg)
-        import ray
-
-        res = ray.cluster_resources()
-        _say(f"variants: Ray {mode} ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU); {cfg.score.actors} actor(s)")
         run_chunks(cfg, prefix, todo, back, specs, indexed, ledger)
     score_s = time.perf_counter() - t_score
     missing = ledger.missing(shards)
@@ -451,7 +447,7 @@ def run_variants(cfg: VariantsConfig) -> dict:
         "prefix": prefix,
         "vcf": cfg.vcf,
         "reference": cfg.reference,
-        "models": {k: {"model": m["model"], "checkpoint": c.checkpoint} for (k, m), c in zip(metas.items(), cfg.checkpoints)},
+        "models": {k: {"model": m.model, "checkpoint": c.checkpoint} for (k, m), c in zip(metas.items(), cfg.checkpoints)},
         "contigs": {"mapped": mapping, "unmapped_with_records": with_records, "unmapped_without_records": len(unmapped) - len(with_records)},
         "chunks": len(shards),
         "chunks_done_before": len(shards) - len(todo),
