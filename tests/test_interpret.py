@@ -33,9 +33,11 @@ class Linear(nn.Module):
 class MotifScanner(nn.Module):
     """Max over positions of ReLU(PWM log-odds scan): a model that reads one motif."""
 
-    def __init__(self, log_odds: np.ndarray):
+    def __init__(self, log_odds: np.ndarray, length: int = 200):
         super().__init__()
         self.conv = nn.Conv1d(4, 1, len(log_odds))
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool1d(length - len(log_odds) + 1)  # a module DeepLIFT has a rule for (not torch.amax)
         with torch.no_grad():
             self.conv.weight[:] = torch.from_numpy(log_odds.T[None].astype(np.float32))
             self.conv.bias[:] = -float(log_odds.max(axis=1).sum()) * 0.6
@@ -45,8 +47,8 @@ class MotifScanner(nn.Module):
             self.out.bias[:] = 0.0
 
     def forward(self, x):
-        h = torch.relu(self.conv(x.transpose(1, 2)))
-        return self.out(h.amax(dim=2))
+        h = self.pool(self.relu(self.conv(x.transpose(1, 2))))
+        return self.out(h[:, :, 0])
 
 
 def _random_onehot(n: int, length: int, seed: int) -> np.ndarray:

@@ -300,7 +300,7 @@ def run_chunks(cfg: VariantsConfig, prefix: str, todo: list[Shard], back: dict[s
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         chunk_rows, fn_kwargs={"vcf": cfg.vcf, "reference": cfg.reference, "specs": specs, "indexed": indexed},
-        batch_size=1, batch_format="numpy",
+        batch_size=1, batch_format="numpy", num_cpus=0.5,  # leaves room beside the actors (small machines)
     )
     ds = ds.map_batches(
         VariantPredictor,
