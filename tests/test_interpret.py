@@ -12,7 +12,15 @@ from methray import models
 from methray.encoding import WindowSpec, one_hot
 from methray.genome import Reference
 from methray.interpret.attribute import deep_lift_shap, ism, reverse_complement
-from methray.interpret.motifs import filter_pwms, first_dna_conv, jaspar_motifs, match_motifs, modisco_motifs
+from methray.interpret.motifs import (
+    MIN_MOTIF_BITS,
+    filter_pwms,
+    first_dna_conv,
+    information_bits,
+    jaspar_motifs,
+    match_motifs,
+    modisco_motifs,
+)
 
 from conftest import FASTA
 
@@ -127,6 +135,12 @@ def test_planted_motif_recovered_from_the_first_layer_and_matched_to_jaspar(plan
     m = match_motifs({"filter_0": pwms[0]["ppm"]}, jaspar)
     best = m.iloc[0]
     assert best["target"].split(".")[0] == CTCF and best["significant"] and best["q_value"] < 0.05
+    assert information_bits(pwms[0]["ppm"]) >= MIN_MOTIF_BITS  # an informative motif
+
+
+def test_information_bits():
+    assert information_bits(np.full((10, 4), 0.25)) == pytest.approx(0.0, abs=1e-6)
+    assert information_bits(np.eye(4)[[0, 1, 2]]) == pytest.approx(6.0, abs=1e-6)
 
 
 @pytest.mark.slow

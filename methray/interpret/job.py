@@ -170,9 +170,14 @@ def run_interpret(cfg: InterpretConfig) -> dict:
     t = time.perf_counter()
     jaspar = mot.jaspar_motifs(cfg.jaspar_release)
     matches = mot.match_motifs({k: v["ppm"] for k, v in found.items()}, jaspar, q_threshold=cfg.q_threshold)
+    for m in found.values():
+        m["bits"] = mot.information_bits(m["ppm"])
     if not matches.empty:
         matches.insert(1, "group", matches["query"].map(lambda q: found[q]["group"]))
         matches.insert(2, "source", matches["query"].map(lambda q: found[q]["source"]))
+        matches.insert(3, "query_bp", matches["query"].map(lambda q: len(found[q]["ppm"])))
+        matches.insert(4, "query_bits", matches["query"].map(lambda q: round(found[q]["bits"], 2)))
+        matches["informative"] = matches["query_bits"] >= mot.MIN_MOTIF_BITS
     with storage.atomic_path(storage.join(prefix, "motif_matches.tsv")) as tmp:
         matches.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
     match_s = time.perf_counter() - t
@@ -203,6 +208,8 @@ def run_interpret(cfg: InterpretConfig) -> dict:
         "modisco": modisco_notes, "first_layer": filter_note, "n_motifs": len(found),
         "jaspar": {"release": cfg.jaspar_release, "collection": "CORE", "tax_group": "vertebrates", "n_motifs": len(jaspar)},
         "significant_matches": int(matches["significant"].sum()) if not matches.empty else 0,
+        "significant_informative_motifs": int(matches.loc[matches["significant"] & matches["informative"], "query"].nunique()) if not matches.empty else 0,
+        "min_motif_bits": mot.MIN_MOTIF_BITS,
     }
     from .report import write_report
 
@@ -219,7 +226,8 @@ def summary_text(s: dict) -> str:
         lines.append(f"  {g}: {c['chosen']} CpGs; TF-MoDISco: {s['modisco'].get(g, '-')}")
     lines.append(f"  first layer: {s['first_layer']}")
     lines.append(f"  motifs: {s['n_motifs']}; JASPAR {s['jaspar']['release']} CORE vertebrates ({s['jaspar']['n_motifs']} matrices): "
-                 f"{s['significant_matches']} significant match(es) at q < 0.05")
+                 f"{s['significant_matches']} significant match(es) at q < 0.05; motifs with a significant match and >= {s['min_motif_bits']:g} bits: "
+                 f"{s['significant_informative_motifs']}")
     lines.append(f"  seconds: {s['seconds']}")
     lines.append(f"  report: {s['prefix']}/report.md")
     return "\n".join(lines)

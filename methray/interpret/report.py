@@ -43,17 +43,23 @@ def write_report(path: str, s: dict, matches: pd.DataFrame, motifs: dict) -> Non
     if not motifs:
         lines.append("No motif was found (no TF-MoDISco pattern and no first-layer filter).")
     else:
-        lines += ["| motif | source | group | support | best match | p | q | significant |", "|---|---|---|---:|---|---:|---:|---|"]
+        lines += [f"Motifs under {s['min_motif_bits']:g} bits of information are flagged: Tomtom gives long, nearly uniform "
+                  "queries small p-values against long matrices, so their matches are not evidence of a binding site.", "",
+                  "| motif | source | group | support | bp | bits | best match | p | q | significant | informative |",
+                  "|---|---|---|---:|---:|---:|---|---:|---:|---|---|"]
         best = matches[matches["rank"] == 1].set_index("query")
         for name, m in sorted(motifs.items(), key=lambda kv: (kv[1]["group"], -kv[1]["support"])):
             b = best.loc[name] if name in best.index else None
+            info = "yes" if m["bits"] >= s["min_motif_bits"] else "no"
+            head = f"| {name} | {m['source']} | {m['group']} | {m['support']} | {len(m['ppm'])} | {m['bits']:.1f} |"
             lines.append(
-                f"| {name} | {m['source']} | {m['group']} | {m['support']} | {b['target'] if b is not None else '-'} | "
-                f"{b['p_value']:.2g} | {b['q_value']:.2g} | {'yes' if b is not None and b['significant'] else 'no'} |"
-                if b is not None else f"| {name} | {m['source']} | {m['group']} | {m['support']} | - | - | - | no |"
+                f"{head} {b['target']} | {b['p_value']:.2g} | {b['q_value']:.2g} | {'yes' if b['significant'] else 'no'} | {info} |"
+                if b is not None else f"{head} - | - | - | no | {info} |"
             )
         if not s["significant_matches"]:
             lines += ["", f"None of the motifs matched a JASPAR matrix at q < {q}."]
+        elif not s["significant_informative_motifs"]:
+            lines += ["", f"No motif with at least {s['min_motif_bits']:g} bits matched a JASPAR matrix at q < {q}."]
     lines += ["", "![motif logos](logos.png)", "", "## t-SNE: inputs vs learned representation (MRCNN Fig. 5)", "",
               "![t-SNE](tsne.png)", "", "## Attribution tracks", "", "![tracks](tracks.png)", "",
               f"Run time (s): {s['seconds']}", ""]
