@@ -366,12 +366,16 @@ def assemble(prefix: str, shards: list[Shard]) -> dict[str, str]:
     return out
 
 
-def top_variants(prefix: str, n: int = 10) -> list[dict]:
-    """The ``n`` scored alleles with the largest ``max_abs_delta`` (read back from ``variants.parquet``)."""
-    df = pd.read_parquet(storage.join(prefix, "variants.parquet"))
-    df = df[df["status"] == "snv"].sort_values("max_abs_delta", ascending=False, kind="stable").head(n)
+def top_variants(prefix: str, shards: list[Shard], n: int = 10) -> list[dict]:
+    """The ``n`` scored alleles with the largest ``max_abs_delta``, chunk by chunk (bounded memory)."""
     cols = ["chrom", "vcf_pos", "id", "ref", "alt", "model", "n_cpgs", "n_cpgs_affected", "destroys_cpg", "creates_cpg", "max_abs_delta"]
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df[cols].to_dict("records")]
+    best = pd.DataFrame(columns=cols)
+    for s in shards:
+        df = pq.read_table(chunk_path(prefix, s, "variants"), columns=[*cols, "status"]).to_pandas()
+        df = df[df["status"] == "snv"].nlargest(n, "max_abs_delta", keep="first")[cols]
+        if len(df):
+            best = df if best.empty else pd.concat([best, df], ignore_index=True).nlargest(n, "max_abs_delta", keep="first")
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in best.to_dict("records")]
 
 
 def run_variants(cfg: VariantsConfig) -> dict:
@@ -456,7 +460,7 @@ def run_variants(cfg: VariantsConfig) -> dict:
         "seconds_scoring": round(score_s, 3),
         "snv_per_second": round(scored_now / score_s, 1) if score_s and scored_now else None,
         "outputs": outputs,
-        "top_variants": top_variants(prefix),
+        "top_variants": top_variants(prefix, shards),
     }
     with storage.atomic_write(summary_path) as fh:
         json.dump(summary, fh, indent=1)
