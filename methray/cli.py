@@ -307,6 +307,34 @@ def submit(
         raise typer.Exit(1)
 
 
+@app.command()
+def variants(
+    vcf: Annotated[Optional[str], typer.Option("--vcf", help="VCF / VCF.gz (bgzip + tabix index: read by chunk).")] = None,
+    checkpoint: Annotated[Optional[list[str]], typer.Option("--checkpoint", help="[NAME=]checkpoint dir (repeatable).")] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="Reference FASTA (indexed).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Variants config (YAML).")] = None,
+    set: SetOpt = None,
+    out: OutOpt = None,
+):
+    """Effect of each VCF variant on the predicted beta of every CpG whose window holds it; resumable."""
+    from .variants.config import load_variants_config
+    from .variants.job import run_variants, summary_text
+
+    overrides = list(set or []) + ([f"reference={reference}"] if reference else [])
+    cfg = load_variants_config(str(config) if config else None, overrides, vcf=vcf, checkpoints=checkpoint, out=out)
+    typer.echo(summary_text(run_variants(cfg)))
+
+
+@app.command()
+def interpret(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
+    """Attributions (DeepLIFT-SHAP, ISM), TF-MoDISco motifs matched to JASPAR, t-SNE and a report."""
+    from .interpret.config import load_interpret_config
+    from .interpret.job import run_interpret, summary_text
+
+    overrides = list(set or []) + ([f"out_dir={out}"] if out else [])
+    typer.echo(summary_text(run_interpret(load_interpret_config(str(config), overrides))))
+
+
 @app.command("models")
 def list_models():
     """List the registered models: window, outputs, parameters, paper."""
