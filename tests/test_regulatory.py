@@ -75,7 +75,7 @@ def test_training_windows_do_not_overlap_test_windows(labelled):
     assert classes == ["CTCF", "WHSC1", "ZNF436", "ZNF768"] and y.shape == (len(w), 4)
     split = w["split"].to_numpy()
     inside = np.flatnonzero(w["inside"].to_numpy())
-    used = cap_rows(np.flatnonzero(split == "train"), cfg.budget.max_train_windows, cfg.train.seed, keep=inside)
+    used = cap_rows(np.flatnonzero(split == "train"), cfg.budget.max_train, cfg.train.seed, keep=inside)
     assert len(used) == 300 and np.isin(inside, used).all() and (split[used] == "train").all()
     assert len(inside) == 60
     for held in ("test", "valid"):
