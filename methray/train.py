@@ -265,6 +265,7 @@ def train_loop_per_worker(config: dict) -> None:
     train_rows, val_rows = data["train"], data["val"]
     val_order = _Strided(len(val_rows), rank, world)
     resumed_from = state["epoch"]
+    base = _rss_mib()[0]  # private memory once model and rows are in place
     for epoch in range(state["epoch"] + 1, config["epochs"] + 1):
         start = time.perf_counter()
         torch.manual_seed(config["seed"] * 100_003 + epoch)  # dropout etc.: a resumed epoch draws the same
@@ -299,7 +300,7 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": int(n),
             "seconds": time.perf_counter() - start, "best_val_loss": state["best_val_loss"],
-            "worker_peak_mib": round(float(peak[0]), 1), "worker_shm_mib": round(float(peak[1]), 1), "resumed_from_epoch": resumed_from, "pid": os.getpid(),
+            "worker_base_mib": round(base, 1), "worker_peak_mib": round(float(peak[0]), 1), "worker_shm_mib": round(float(peak[1]), 1), "resumed_from_epoch": resumed_from, "pid": os.getpid(),
         }
         state["history"].append(metrics)
         net = model.module if hasattr(model, "module") else model

@@ -69,18 +69,21 @@ def test_site_batches_encode_like_the_reference_and_epochs_reshuffle():
 
 def test_training_memory_does_not_grow_with_the_number_of_sites(ray_session, tmp_path):
     # The same number of steps on 3k and on 120k training sites. The worker's private memory
-    # must not grow; its shared memory (object store) by the site rows at most (16 B a site),
-    # where materialised windows would add 120k x 1,600 B = 183 MiB.
+    # must not grow with the sites (the epoch's own growth the same; the peak within noise of a
+    # fresh worker process); its shared memory (object store) by the site rows at most
+    # (16 B a site), where materialised windows would add 120k x 1,600 B = 183 MiB.
     val = _imr90_sites(512, skip=125_000)
-    peaks, shm, rows_mib = {}, {}, {}
+    h, rows_mib = {}, {}
     for n in (3_000, 120_000):
         sites = _imr90_sites(n)
         res = _fit(sites, val, tmp_path / str(n), f"mem{n}", steps=12)
         assert res.n_train == n and res.history[0]["samples"] == 12 * 64
-        peaks[n], shm[n], rows_mib[n] = res.history[0]["worker_peak_mib"], res.history[0]["worker_shm_mib"], sites.nbytes / 2**20
-    assert peaks[120_000] < 1.1 * peaks[3_000], peaks
-    assert peaks[120_000] - peaks[3_000] < 30, peaks  # MiB
-    assert shm[120_000] - shm[3_000] < rows_mib[120_000] + 8, (shm, rows_mib)
+        h[n], rows_mib[n] = res.history[0], sites.nbytes / 2**20
+    # what the epoch itself adds to the worker's private memory (batches, activations)
+    growth = {n: h[n]["worker_peak_mib"] - h[n]["worker_base_mib"] for n in h}
+    assert growth[120_000] < growth[3_000] + 16, h
+    assert h[120_000]["worker_peak_mib"] < 1.25 * h[3_000]["worker_peak_mib"], h  # +183 MiB would fail
+    assert h[120_000]["worker_shm_mib"] - h[3_000]["worker_shm_mib"] < rows_mib[120_000] + 8, (h, rows_mib)
 
 
 def _kill_after_first_checkpoint(storage: Path, killed: dict, stop: threading.Event) -> None:
