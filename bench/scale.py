@@ -420,11 +420,11 @@ def main(argv=None) -> Path | None:
     res["total_s"] = round(time.perf_counter() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{res['date']}-{res['machine_slug']}-scale{'' if args.fraction == 1 else f'-f{args.fraction:g}'}"
-    stem.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(res))
-    print(f"wrote {stem}.md ({res['total_s']:.0f} s)", flush=True)
-    return stem.with_suffix(".md")
+    stem = f"{res['date']}-{res['machine_slug']}-scale{'' if args.fraction == 1 else f'-f{args.fraction:g}'}"
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown(res))
+    print(f"wrote {out / stem}.md ({res['total_s']:.0f} s)", flush=True)
+    return out / f"{stem}.md"
 
 
 if __name__ == "__main__":
