@@ -334,7 +334,7 @@ def markdown(res: dict) -> str:
 
     m = res["machine"]
     lines = [f"# methray scale benchmark, {res['date']} on {res['machine_slug']}", "",
-             f"Command: `{res['command']}`, total {res['total_s']:.0f} s, git {m.get('git_commit', '?')}.", "",
+             f"Command: `{res['command']}`, total {res['total_s']:.0f} s, git {res.get('code_commit') or m.get('git_commit', '?')}.", "",
              f"Machine: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, {m.get('ram_gib', '?')} GiB RAM, GPU: {m.get('gpu') or 'none'}. "
              f"Load average at start {' / '.join(f'{x:.1f}' for x in res['loadavg_start'])}, at end {' / '.join(f'{x:.1f}' for x in res['loadavg_end'])} "
              f"(1/5/15 min; above {m.get('cores', '?')} = other jobs shared the cores: times are pessimistic and noisy).", "",
@@ -342,12 +342,23 @@ def markdown(res: dict) -> str:
              f"; generation {res['generate_s']:.0f} s (not a methray stage).", "",
              "Each stage ran in its own process; memory sampled every 0.5 s (MiB): the stage's driver RSS, the largest descendant "
              "(Ray worker) USS and RSS, and the summed PSS of the process tree.", ""]
-    rows = [[s["stage"], s.get("seconds"), f"{s.get('items', 0):,}", s.get("unit", ""), f"{s.get('items_per_s') or 0:,.0f}", s.get("driver_rss_mb"),
+    rows = [[s["stage"], s.get("seconds"), f"{s.get('items', 0):,}", s.get("unit", ""), f"{s.get('items_per_s') or 0:,.0f}",
+             f"{s['samples_per_s']:,.0f}" if "samples_per_s" in s else "", s.get("driver_rss_mb"),
              s.get("largest_worker_uss_mb"), s.get("largest_worker_rss_mb"), s.get("total_pss_mb"), s.get("error", "")] for s in res["stages"].values()]
-    lines.append(_table(["stage", "s", "items", "unit", "items/s", "driver RSS", "largest worker USS", "largest worker RSS", "total PSS", "error"], rows))
+    lines.append(_table(["stage", "s (process)", "items", "unit", "items/s (process)", "samples/s (loop)", "driver RSS", "largest worker USS",
+                         "largest worker RSS", "total PSS", "error"], rows))
+    lines += ["", "`s (process)` and `items/s (process)` include the stage process's start-up (imports, Ray start, generating "
+              "the training rows); `samples/s (loop)` is the training loop's own rate (the epoch's samples / seconds)."]
+    train = {k: v for k, v in res["stages"].items() if k.startswith("train_") and "error" not in v}
+    if train:
+        lines += ["", "Training worker memory (MiB, from the worker itself): " + "; ".join(
+            f"{k}: private peak {v['worker_peak_mib']}" + (f" (base {v['worker_base_mib']})" if "worker_base_mib" in v else "")
+            + f", object store mapped {v['worker_shm_mib']} (site rows {v['site_rows_mib']})" for k, v in train.items()) + "."]
     lines += ["", "## Ratios (same run)", ""]
     lines.append(_table(["ratio", "value", "goal"], [[k, v["value"], v["goal"]] for k, v in res["ratios"].items()]))
     lines += ["", "## Not measured in this run", ""] + [f"- {x}" for x in res["not_measured"]]
+    if res.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {x}" for x in res["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -367,6 +378,10 @@ def ratios(st: dict) -> dict:
             "value": round(st["train_large"]["worker_peak_mib"] / st["train_small"]["worker_peak_mib"], 3), "goal": "< 1.2"}
         out["training largest worker USS: 10M / 1M sites"] = {
             "value": round(st["train_large"]["largest_worker_uss_mb"] / st["train_small"]["largest_worker_uss_mb"], 3), "goal": "< 1.2"}
+        if "worker_base_mib" in st["train_small"]:
+            out["training epoch's own private growth (peak - base), MiB: 10M / 1M sites"] = {
+                "value": f"{st['train_large']['worker_peak_mib'] - st['train_large']['worker_base_mib']:.0f} / {st['train_small']['worker_peak_mib'] - st['train_small']['worker_base_mib']:.0f}",
+                "goal": "equal within noise"}
         out["object store (site rows) mapped by the worker, MiB: 10M / 1M sites"] = {
             "value": f"{st['train_large']['worker_shm_mib']:.0f} / {st['train_small']['worker_shm_mib']:.0f}",
             "goal": f"site rows only ({st['train_large']['site_rows_mib']:.0f} / {st['train_small']['site_rows_mib']:.0f} MiB), no windows"}
