@@ -83,25 +83,30 @@ class MemorySampler:
 
     A background thread samples every ``interval`` seconds. Use as a context manager; after
     exit, :attr:`peak` holds ``driver_rss_mb`` (this process, RSS), ``children_pss_mb`` (all
-    descendants: embedded Ray's GCS, raylet and workers, summed PSS) and ``total_pss_mb``
-    (driver PSS + children, the largest sum seen in one sample). Units: MiB.
+    descendants: embedded Ray's GCS, raylet and workers, summed PSS), ``total_pss_mb``
+    (driver PSS + children, the largest sum seen in one sample) and the largest single
+    descendant's ``largest_child_rss_mb`` / ``largest_child_uss_mb`` (USS: memory unique to
+    that process, which a shared memory-mapped genome does not add to). Units: MiB.
     """
 
     def __init__(self, interval: float = 0.5):
         self.interval = interval
-        self.peak = {"driver_rss_mb": 0.0, "children_pss_mb": 0.0, "total_pss_mb": 0.0}
+        self.peak = {"driver_rss_mb": 0.0, "children_pss_mb": 0.0, "total_pss_mb": 0.0, "largest_child_rss_mb": 0.0, "largest_child_uss_mb": 0.0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
         me = psutil.Process()
         children = 0.0
+        mb = 2.0**20
         for child in me.children(recursive=True):
             try:
-                children += _footprint(child)
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                info = child.memory_full_info()
+                children += float(getattr(info, "pss", info.rss))
+                self.peak["largest_child_rss_mb"] = max(self.peak["largest_child_rss_mb"], round(info.rss / mb, 1))
+                self.peak["largest_child_uss_mb"] = max(self.peak["largest_child_uss_mb"], round(getattr(info, "uss", info.rss) / mb, 1))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
-        mb = 2.0**20
         driver_rss = me.memory_info().rss
         for key, value in (("driver_rss_mb", driver_rss / mb), ("children_pss_mb", children / mb), ("total_pss_mb", (_footprint(me) + children) / mb)):
             self.peak[key] = max(self.peak[key], round(value, 1))

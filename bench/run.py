@@ -141,10 +141,10 @@ def main(argv=None) -> Path:
                     res["training"]["ray_train"] = {}
                     for name, (n, batch) in budget["train"].items():
                         row = {"batch_size": batch}
-                        datasets = training.window_datasets(cfg.sites_table, fasta, name, samples=n, val_samples=budget["val_samples"])
+                        rows = training.window_rows(cfg.sites_table, samples=n, val_samples=budget["val_samples"])
                         for workers in (1, 2):
                             print(f"3. training: {name} with {workers} Ray Train worker(s), {n} samples ...", flush=True)
-                            row[str(workers)] = training.ray_train(datasets, name, batch_size=batch, workers=workers, work_dir=str(work))
+                            row[str(workers)] = training.ray_train(rows, fasta, name, batch_size=batch, workers=workers, work_dir=str(work))
                         row["scaling_2_vs_1"] = round(row["2"]["samples_per_s"] / row["1"]["samples_per_s"], 2)
                         res["training"]["ray_train"][name] = row
                 if "scoring" in sections:

@@ -1,7 +1,7 @@
 """Section 3: training throughput.
 
 - Ray Train: :func:`methray.train.fit` per model with 1 and 2 CPU workers (1 torch thread
-  each), one epoch over a fixed number of real encoded windows; samples/s from the epoch
+  each), one epoch over a fixed number of real CpG sites (windows encoded in the workers); samples/s from the epoch
   timing (``samples / seconds`` as the training loop reports it: forward, backward,
   optimiser step and a small validation pass), and the fixed cost of ``fit()`` (wall time
   minus the epoch: trainer start, worker group, dataset split, checkpoint) separately;
@@ -28,7 +28,8 @@ from methray.checkpoint import CheckpointMeta
 from methray.config import TrainConfig
 from methray.encoding import WindowSpec
 from methray.train import fit
-from methray.windows import window_dataset
+from methray.sites import read_sites
+from methray.windows import WindowRows
 
 from .machine import MemorySampler
 
@@ -38,23 +39,24 @@ def model_spec(name: str) -> WindowSpec:
     return WindowSpec(info.window.length, info.window.exclude_cpg)
 
 
-def window_datasets(table: str, fasta: str, name: str, *, samples: int, val_samples: int) -> tuple:
-    """Materialised (train, val) datasets of ``name``'s windows: the first ``samples`` and
-    ``val_samples`` CpGs of the table (needs Ray). Encoded once, reused for every worker count."""
-    spec = model_spec(name)
-    return (window_dataset(table, fasta, spec).limit(samples).materialize(), window_dataset(table, fasta, spec).limit(val_samples).materialize())
+def window_rows(table: str, *, samples: int, val_samples: int) -> tuple[WindowRows, WindowRows]:
+    """(train, val) window rows: the first ``samples`` and ``val_samples`` CpGs of the sites
+    table (wrapping around on tiny tables). Windows are encoded in the training workers."""
+    df = read_sites(table, columns=["chrom", "pos", "beta"])
+    take = lambda n: df.iloc[np.arange(n) % len(df)]  # noqa: E731
+    return WindowRows.from_frame(take(samples)), WindowRows.from_frame(take(val_samples))
 
 
-def ray_train(datasets: tuple, name: str, *, batch_size: int, workers: int, work_dir: str) -> dict:
-    """One ``fit()`` of ``name`` with ``workers`` CPU workers, one epoch over ``datasets[0]`` (needs Ray)."""
+def ray_train(rows: tuple[WindowRows, WindowRows], fasta: str, name: str, *, batch_size: int, workers: int, work_dir: str, steps: int | None = None) -> dict:
+    """One ``fit()`` of ``name`` with ``workers`` CPU workers, one epoch over ``rows[0]`` (needs Ray)."""
     spec = model_spec(name)
-    train_ds, val_ds = datasets
     meta = CheckpointMeta(model=name, task="methylation", window_length=spec.length, exclude_cpg=spec.exclude_cpg, n_outputs=1)
-    cfg = TrainConfig(epochs=1, batch_size=batch_size, num_workers=workers, cpus_per_worker=1, use_gpu=False, shuffle_buffer=0, patience=1)
+    cfg = TrainConfig(epochs=1, batch_size=batch_size, num_workers=workers, cpus_per_worker=1, use_gpu=False, patience=1)
     with MemorySampler() as mem:
         result = fit(
-            train_ds, val_ds, meta=meta, train_cfg=cfg, name=f"bench-{name}-{workers}w",
-            storage_path=os.path.join(work_dir, "ray_train"), checkpoint_dir=os.path.join(work_dir, f"ckpt-{name}-{workers}w"), progress=False,
+            rows[0], rows[1], reference=fasta, meta=meta, train_cfg=cfg, name=f"bench-{name}-{workers}w",
+            storage_path=os.path.join(work_dir, "ray_train"), checkpoint_dir=os.path.join(work_dir, f"ckpt-{name}-{workers}w"),
+            progress=False, steps_per_epoch=steps,
         )
     epoch = result.history[-1]
     return {
@@ -63,6 +65,7 @@ def ray_train(datasets: tuple, name: str, *, batch_size: int, workers: int, work
         "samples_per_s": round(epoch["samples"] / epoch["seconds"], 1),
         "fit_wall_s": round(result.seconds, 2),
         "fit_fixed_s": round(result.seconds - sum(h["seconds"] for h in result.history), 2),
+        "worker_peak_mib": epoch.get("worker_peak_mib"),
         "memory": mem.peak,
     }
 

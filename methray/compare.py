@@ -117,7 +117,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .sites import read_sites
     from .tracks import sort_sites
     from .train import checkpoint_meta, fit, learning_rate, model_window
-    from .windows import encode_dataset
+    from .windows import WindowRows
 
     names = list(names)
     specs = {n: model_window(cfg.model_copy(update={"model": model_config(n, cfg)})) for n in names}
@@ -152,8 +152,9 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
             log.info(f"compare {name}: reusing {ckpt_dir} (same budget)")
         else:
             res = fit(
-                encode_dataset(ray.data.from_pandas(train), cfg.reference, spec),
-                encode_dataset(ray.data.from_pandas(val), cfg.reference, spec),
+                WindowRows.from_frame(train),
+                WindowRows.from_frame(val),
+                reference=cfg.reference,
                 meta=checkpoint_meta(mcfg, spec, tissue=tissue, **run_facts),
                 train_cfg=train_cfg,
                 name=f"{cfg.run_name}-compare-{name}",

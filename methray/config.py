@@ -82,7 +82,8 @@ class TrainConfig(Section):
     cpus_per_worker: float = Field(1, gt=0)
     use_gpu: bool | Literal["auto"] = "auto"
     max_train_sites: int | None = Field(None, ge=1, description="cap on training sites (evenly spaced), for quick runs")
-    shuffle_buffer: int = Field(20000, ge=0)
+    shuffle_buffer: int = Field(20000, ge=0, description="ignored since training shuffles all sites globally each epoch; kept so older configs load")
+    max_failures: int = Field(3, ge=-1, description="Ray Train FailureConfig: worker-group restarts from the latest checkpoint (-1 = unlimited)")
     rc_augment: bool = Field(False, description="train on a random half of windows reverse-complemented")
     seed: int = 0
 

@@ -111,6 +111,41 @@ def read_tissue(tissue, ref, max_non_cpg_fraction: float) -> tuple[pd.DataFrame,
     return sites, counts
 
 
+def prepare_tissue(tissue, reference: str, cpg_islands: str | None, settings) -> tuple[pd.DataFrame, TissueCounts]:
+    """Read, check, merge, filter and flag one tissue's methylation file.
+
+    Runs in the driver for one tissue, as a Ray task per tissue for several.
+
+    Parameters
+    ----------
+    tissue
+        The tissue's :class:`methray.config.TissueConfig` (path, format and reading options).
+    reference, cpg_islands
+        FASTA and CpG-island BED paths.
+    settings
+        The run's :class:`methray.config.PrepareConfig`.
+
+    Returns
+    -------
+    (pd.DataFrame, TissueCounts)
+        ``chrom, pos, n_meth, n_total, beta, tissue, in_cpg_island`` of the kept CpGs, and the
+        counts of what was read, dropped and kept.
+    """
+    ref = open_reference(reference)
+    islands = load_islands(cpg_islands)
+    cpgs, counts = read_tissue(tissue, ref, settings.max_non_cpg_fraction)
+    known = cpgs["n_total"].notna()
+    low = known & (cpgs["n_total"] < settings.min_coverage)
+    counts.coverage_unknown = int((~known).sum())
+    counts.low_coverage_dropped = int(low.sum())
+    cpgs = cpgs[~low].copy()
+    cpgs["tissue"] = tissue.name
+    cpgs["in_cpg_island"] = islands.flag(cpgs["chrom"].to_numpy(), cpgs["pos"].to_numpy())
+    counts.kept = len(cpgs)
+    counts.in_cpg_island = int(cpgs["in_cpg_island"].sum())
+    return cpgs, counts
+
+
 def prepare(cfg: RunConfig) -> list[TissueCounts]:
     """Run the prepare stage for every tissue of ``cfg`` and write the CpG table.
 
@@ -129,21 +164,25 @@ def prepare(cfg: RunConfig) -> list[TissueCounts]:
         written then.
     """
     ref = open_reference(cfg.reference)
-    islands = load_islands(cfg.cpg_islands)
-    tables, reports = [], []
-    for tissue in cfg.tissues:
-        cpgs, counts = read_tissue(tissue, ref, cfg.prepare.max_non_cpg_fraction)
-        known = cpgs["n_total"].notna()
-        low = known & (cpgs["n_total"] < cfg.prepare.min_coverage)
-        counts.coverage_unknown = int((~known).sum())
-        counts.low_coverage_dropped = int(low.sum())
-        cpgs = cpgs[~low].copy()
-        cpgs["tissue"] = tissue.name
-        cpgs["in_cpg_island"] = islands.flag(cpgs["chrom"].to_numpy(), cpgs["pos"].to_numpy())
-        counts.kept = len(cpgs)
-        counts.in_cpg_island = int(cpgs["in_cpg_island"].sum())
-        tables.append(cpgs)
-        reports.append(counts)
+    if len(cfg.tissues) > 1:
+        # Several files: one Ray task each, in parallel (each task maps the shared genome cache).
+        import ray
+
+        from .runtime import init_ray
+
+        init_ray(cfg)
+        task = ray.remote(num_cpus=1, max_retries=0)(prepare_tissue)
+        try:
+            done = ray.get([task.remote(t, cfg.reference, cfg.cpg_islands, cfg.prepare) for t in cfg.tissues])
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, MethrayError):  # an input problem: the one-line error, not a remote traceback
+                raise exc.cause from None
+            raise
+    else:
+        t = cfg.tissues[0]
+        done = [prepare_tissue(t, cfg.reference, cfg.cpg_islands, cfg.prepare)]
+    tables = [d[0] for d in done]
+    reports = [d[1] for d in done]
     table = pd.concat(tables, ignore_index=True)
     if table.empty:
         raise MethrayError("prepare: no CpG passed the filters; nothing to train on")

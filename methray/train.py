@@ -1,21 +1,28 @@
-"""Stage 3, train: Ray Train ``TorchTrainer`` (data parallel) on encoded windows.
+"""Stage 3, train: Ray Train ``TorchTrainer`` (data parallel), windows encoded in the workers.
 
 - ``ScalingConfig(num_workers, use_gpu)`` from the ``train`` config section: CPU workers
   locally, GPUs when the cluster has them (``use_gpu: auto``), with no code change.
-- Each worker reads its shard with ``ray.train.get_dataset_shard(...).iter_torch_batches``.
-- Every epoch reports train / validation loss with ``ray.train.report``; a checkpoint is
-  attached when the validation loss improves. Validation loss is all-reduced over workers,
-  so every worker takes the same early-stopping decision (stop after ``patience`` epochs
-  without improvement).
+- Data: only the site rows (contig, position, target: :class:`~methray.windows.WindowRows`) are
+  materialised, in the object store. Each epoch every worker draws the same seeded global
+  permutation (computed batch by batch, never materialised) and takes its own part
+  (:class:`EpochOrder`); windows are encoded batch by
+  batch in the worker from the memory-mapped genome (:mod:`methray.genome`), a thread
+  ahead of the model. Memory is bounded by the batch, not by the number of sites, and no
+  Ray Data stage competes with the training workers for the CPUs Ray Train reserved.
+- Every epoch reports train / validation loss with ``ray.train.report`` and a checkpoint
+  (latest weights + optimiser, loop state, best model so far). Validation loss is
+  all-reduced over workers, so every worker takes the same early-stopping decision (stop
+  after ``patience`` epochs without improvement).
+- Fault tolerance: ``FailureConfig(max_failures=train.max_failures)``; a restarted worker
+  group resumes from the latest checkpoint (:func:`ray.train.get_checkpoint`), and a rerun
+  with the same run directory resumes an unfinished run or reports a finished one.
 - The best checkpoint is copied to ``<out_dir>/checkpoint`` (see :mod:`methray.checkpoint`);
   Ray Train's own run directory is ``<out_dir>/ray_train``.
-
-The encoded datasets are materialised in the object store before ``fit()``: Ray Train
-reserves the workers' CPUs, and a lazy pipeline could then starve (see the Ray notes).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -25,7 +32,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import ray
 import ray.train
 import torch
@@ -35,7 +44,8 @@ from . import models, storage, tasks
 from .augment import random_reverse_complement
 from .config import RunConfig, TrainConfig
 from .encoding import WindowSpec
-from .windows import window_dataset
+from .sites import read_sites
+from .windows import WindowRows, encode_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,8 @@ class TrainResult:
     n_train: int
     n_val: int
     seconds: float
+    run_dir: str = ""
+    """Ray Train's run folder (``<storage_path>/<name>-<fingerprint>``)."""
 
 
 def model_window(cfg: RunConfig) -> WindowSpec:
@@ -74,32 +86,194 @@ def _all_reduce_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def _rss_mib() -> tuple[float, float]:
+    """This process's private (anonymous) and shared-memory RSS in MiB (``/proc/self/status``).
+
+    Private memory is what must not grow with the number of sites. Shared memory here is
+    Ray's object store as mapped into the worker (the site rows, one copy per node).
+    File-backed pages (the memory-mapped genome, libraries) are page cache shared by every
+    process on the node and are not counted.
+    """
+    kb = {"RssAnon:": 0, "RssShmem:": 0}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0] + ":"
+                if key in kb:
+                    kb[key] = int(line.split()[1])
+    except OSError:  # not Linux
+        return float("nan"), float("nan")
+    return kb["RssAnon:"] / 1024, kb["RssShmem:"] / 1024
+
+
+def _batches(data, index, n: int, batch_size: int, reference: str, spec: WindowSpec, device, depth: int = 2):
+    """Yield ``(x (B, L, 4) float32, y)`` tensors for ``data`` rows ``index[:n]``, in order.
+
+    ``index`` is anything sliceable into row-index arrays (an array, :class:`EpochOrder`).
+
+    A background thread encodes the next ``depth`` batches while the model trains on the
+    current one (numpy gathers release the GIL), so the encoder hides behind the model.
+    """
+    import queue
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for a in range(0, n, batch_size):
+                if stop.is_set():
+                    return
+                rows = index[a : min(n, a + batch_size)]
+                q.put((encode_rows(data, rows, reference, spec), data.y[rows]))
+            q.put(done)
+        except BaseException as exc:  # surfaced in the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            x, y = item
+            yield torch.from_numpy(x).to(device).float(), torch.from_numpy(y).to(device)
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except Exception:
+                pass
+            thread.join(timeout=0.05)
+
+
+class EpochOrder:
+    """This worker's training rows for one epoch: a seeded global shuffle, computed lazily.
+
+    Row ``j`` of the shuffled order is ``permute(j)``, a pseudo-random permutation of
+    ``[0, n)`` (a 4-round Feistel network over the index bits, keys drawn from ``(seed,
+    epoch)``, with cycle-walking back into ``[0, n)``). Worker ``rank`` of ``world`` takes
+    positions ``[rank * m, (rank + 1) * m)`` with ``m = n // world``: disjoint rows, the same
+    number of batches everywhere (the ``n % world`` remaining rows sit out that epoch), and a
+    resumed run draws the same order again. Slicing computes only the indices asked for, so
+    the memory is that of a batch, not ``8 n`` bytes of a materialised permutation.
+
+    ``order[a:b]`` -> ``(b - a,) int64`` row indices; ``len(order) == n // world``.
+    """
+
+    ROUNDS = 6
+
+    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+        self.n, self.start, self.m = int(n), rank * (int(n) // world), int(n) // world
+        half = max(1, (max(int(n) - 1, 1).bit_length() + 1) // 2)
+        self.half, self.mask = np.uint64(half), np.uint64((1 << half) - 1)
+        self.keys = np.random.default_rng([seed, epoch]).integers(1, 2**62, self.ROUNDS, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return self.m
+
+    def _feistel(self, x: np.ndarray) -> np.ndarray:
+        left, right = x >> self.half, x & self.mask
+        with np.errstate(over="ignore"):
+            for k in self.keys:  # round function: the splitmix64 finaliser of (right ^ key)
+                h = right ^ k
+                h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                h ^= h >> np.uint64(31)
+                left, right = right, left ^ (h & self.mask)
+        return (left << self.half) | right
+
+    def permute(self, j: np.ndarray) -> np.ndarray:
+        """The permutation at positions ``j`` (each in ``[0, n)``), ``int64``."""
+        y = self._feistel(np.asarray(j, dtype=np.uint64))
+        out = y >= self.n
+        while out.any():  # cycle-walking: a permutation of [0, 4^half) restricted to [0, n)
+            y[out] = self._feistel(y[out])
+            out = y >= self.n
+        return y.astype(np.int64)
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        a, b, step = s.indices(self.m)
+        return self.permute(np.arange(self.start + a, self.start + b, step, dtype=np.int64))
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> EpochOrder:
+    """Worker ``rank``'s shuffled training rows for ``epoch`` (see :class:`EpochOrder`)."""
+    return EpochOrder(n, seed, epoch, rank, world)
+
+
+class _Strided:
+    """Rows ``rank, rank + world, ...`` below ``n``, sliceable like an array (validation rows)."""
+
+    def __init__(self, n: int, rank: int, world: int):
+        self.n, self.rank, self.world = n, rank, world
+
+    def __len__(self) -> int:
+        return max(0, (self.n - self.rank + self.world - 1) // self.world)
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        a, b, _ = s.indices(len(self))
+        return self.rank + self.world * np.arange(a, b, dtype=np.int64)
+
+
+STATE_FILE = "train_state.json"
+LATEST_FILE = "latest.pt"
+BEST_DIR = "best"
+
+
 def train_loop_per_worker(config: dict) -> None:
-    """The per-worker training loop (runs inside Ray Train workers)."""
-    torch.manual_seed(config["seed"])
+    """The per-worker training loop (runs inside Ray Train workers).
+
+    Data: the site rows (:class:`~methray.windows.WindowRows`, in the object store, read zero-copy)
+    are shuffled globally each epoch (:class:`EpochOrder`) and their windows encoded batch by
+    batch from the memory-mapped genome: the worker's memory depends on the batch size, not on
+    the number of sites.
+
+    Checkpoints: every epoch rank 0 reports one holding the latest weights and optimiser state
+    (``latest.pt``), the loop state and per-epoch history (``train_state.json``) and the best
+    model so far as a methray checkpoint (``best/``). A restarted worker (``FailureConfig``) or a
+    rerun with the same storage resumes from it (:func:`ray.train.get_checkpoint`): the next
+    epoch is ``epoch + 1``; a finished run is not trained again.
+    """
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
     model = models.build(config["model"], window_length=config["window_length"], n_outputs=config["n_outputs"], **config["params"])
-    model = ray.train.torch.prepare_model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    task = config["task"]
-
-    def collate(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.as_tensor(batch["x"]).to(device, non_blocking=True).float()
-        y = torch.as_tensor(batch["y"]).to(device, non_blocking=True)
-        return x, y
-
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    best, stale = math.inf, 0
-    rank = ray.train.get_context().get_world_rank()
-    for epoch in range(1, config["epochs"] + 1):
+    spec = WindowSpec(config["window_length"], config["exclude_cpg"])
+    task, reference, batch_size = config["task"], config["reference"], config["batch_size"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    state = {"epoch": 0, "best_val_loss": math.inf, "stale": 0, "history": []}
+    best_dir = tempfile.mkdtemp(prefix="methray-best-")
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as d:
+            state = json.loads(Path(d, STATE_FILE).read_text())
+            saved = torch.load(Path(d, LATEST_FILE), map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            shutil.copytree(Path(d, BEST_DIR), best_dir, dirs_exist_ok=True)
+    if state["epoch"] >= config["epochs"] or state["stale"] >= config["patience"]:
+        return  # a finished run: nothing to train (the driver reports it)
+    model = ray.train.torch.prepare_model(model)
+    data = ray.get(config["rows"])  # {"train": WindowRows, "val": WindowRows}: zero-copy numpy arrays
+    train_rows, val_rows = data["train"], data["val"]
+    val_order = _Strided(len(val_rows), rank, world)
+    resumed_from = state["epoch"]
+    base = _rss_mib()[0]  # private memory once model and rows are in place
+    for epoch in range(state["epoch"] + 1, config["epochs"] + 1):
         start = time.perf_counter()
+        torch.manual_seed(config["seed"] * 100_003 + epoch)  # dropout etc.: a resumed epoch draws the same
+        rows = epoch_order(len(train_rows), config["seed"], epoch, rank, world)
+        n_rows = min(len(rows), config["steps_per_epoch"] * batch_size) if config["steps_per_epoch"] else len(rows)
         model.train()
-        loss_sum, n = 0.0, 0
-        for x, y in train_shard.iter_torch_batches(
-            batch_size=config["batch_size"], collate_fn=collate, local_shuffle_buffer_size=config["shuffle_buffer"] or None
-        ):
+        loss_sum, n, peak = 0.0, 0, np.array(_rss_mib())
+        for step, (x, y) in enumerate(_batches(train_rows, rows, n_rows, batch_size, reference, spec, device)):
             if config["rc_augment"]:
                 x = random_reverse_complement(x)
             optimizer.zero_grad(set_to_none=True)
@@ -108,27 +282,41 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer.step()
             loss_sum += loss.item() * len(y)
             n += len(y)
+            if step % 16 == 0:
+                peak = np.fmax(peak, _rss_mib())
         model.eval()
         val_sum, val_n = 0.0, 0
         with torch.no_grad():
-            for x, y in val_shard.iter_torch_batches(batch_size=4 * config["batch_size"], collate_fn=collate):
+            for x, y in _batches(val_rows, val_order, len(val_order), 4 * batch_size, reference, spec, device):
                 val_sum += tasks.loss(task, model(x), y).item() * len(y)
                 val_n += len(y)
+        peak = np.fmax(peak, _rss_mib())
         loss_sum, n, val_sum, val_n = _all_reduce_sum([loss_sum, n, val_sum, val_n])
         train_loss, val_loss = loss_sum / max(n, 1), val_sum / max(val_n, 1)
-        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": int(n), "seconds": time.perf_counter() - start}
-        improved = val_loss < best
-        best, stale = (val_loss, 0) if improved else (best, stale + 1)
-        metrics["best_val_loss"] = best
-        if improved and rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                net = model.module if hasattr(model, "module") else model
-                ckpt.save(tmp, net, config["meta"].model_copy(update={"epoch": epoch, "val_loss": val_loss}))
+        improved = val_loss < state["best_val_loss"]
+        state["best_val_loss"] = val_loss if improved else state["best_val_loss"]
+        state["stale"] = 0 if improved else state["stale"] + 1
+        state["epoch"] = epoch
+        metrics = {
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": int(n),
+            "seconds": time.perf_counter() - start, "best_val_loss": state["best_val_loss"],
+            "worker_base_mib": round(base, 1), "worker_peak_mib": round(float(peak[0]), 1), "worker_shm_mib": round(float(peak[1]), 1), "resumed_from_epoch": resumed_from, "pid": os.getpid(),
+        }
+        state["history"].append(metrics)
+        net = model.module if hasattr(model, "module") else model
+        if rank == 0:
+            if improved:
+                ckpt.save(best_dir, net, config["meta"].model_copy(update={"epoch": epoch, "val_loss": val_loss}))
+            with tempfile.TemporaryDirectory(prefix="methray-ckpt-") as tmp:
+                torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict()}, Path(tmp, LATEST_FILE))
+                Path(tmp, STATE_FILE).write_text(json.dumps(state, indent=1))
+                shutil.copytree(best_dir, Path(tmp, BEST_DIR))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
-        if stale >= config["patience"]:
+        if state["stale"] >= config["patience"]:
             break
+    shutil.rmtree(best_dir, ignore_errors=True)
 
 
 class _Progress(ray.train.UserCallback):
@@ -156,30 +344,37 @@ def _follow_progress(queue, label: str, stop: threading.Event, history: list[dic
 
 
 def fit(
-    train_ds: "ray.data.Dataset",
-    val_ds: "ray.data.Dataset",
+    train_rows: WindowRows,
+    val_rows: WindowRows,
     *,
+    reference: str,
     meta: ckpt.CheckpointMeta,
     train_cfg: TrainConfig,
     name: str,
     storage_path: str,
     checkpoint_dir: str,
     progress: bool = True,
+    steps_per_epoch: int | None = None,
 ) -> TrainResult:
-    """Train a registered model on datasets of encoded windows with ``TorchTrainer``.
+    """Train a registered model on site rows with ``TorchTrainer``, resuming where a run stopped.
 
     Parameters
     ----------
-    train_ds, val_ds
-        Ray Datasets with ``x`` ``(L, 4) uint8`` one-hot windows and ``y`` targets
-        (``float32`` scalar for methylation, ``(K,)`` 0/1 for multilabel). Materialised here.
+    train_rows, val_rows
+        Site rows (:class:`~methray.windows.WindowRows`): ``y`` ``(N,) float32`` for methylation,
+        ``(N, K)`` 0/1 for multilabel. Their windows are encoded inside the workers, batch by
+        batch; only these rows (13 bytes a site for methylation) go to the object store.
+    reference
+        FASTA path (local or ``s3://``) the windows are taken from.
     meta
         Checkpoint metadata (the model to build and anything else to record); each saved
         checkpoint adds its ``epoch`` and ``val_loss``.
     train_cfg
-        The ``train`` config section (epochs, batch size, lr, patience, workers, GPU, ...).
+        The ``train`` config section (epochs, batch size, lr, patience, workers, GPU,
+        ``max_failures``, ...).
     name
-        Ray Train run name (a folder under ``storage_path``).
+        Ray Train run name (a folder under ``storage_path``). A run folder that already holds
+        checkpoints of this name is resumed from its latest one; a finished one is reported.
     storage_path
         Ray Train storage (local folder or ``s3://``).
     checkpoint_dir
@@ -187,37 +382,45 @@ def fit(
         goes beside it (:func:`history_path`).
     progress
         Log one line per epoch as it finishes.
+    steps_per_epoch
+        Cap on training batches per epoch (benchmarks, quick runs); None = every site.
 
     Returns
     -------
     TrainResult
+        ``history`` holds every epoch of the run, including epochs trained before a restart.
+
+    Raises
+    ------
+    MethrayError
+        No training or validation sites, or no epoch finished.
     """
-    from ray.train import CheckpointConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
     from .errors import MethrayError
 
     start = time.perf_counter()
-    # The CpG table is in genomic order; shuffling its blocks (plus the local shuffle buffer
-    # in the loop) mixes regions within every batch without a full global shuffle.
-    train_ds = train_ds.randomize_block_order(seed=train_cfg.seed).materialize()
-    val_ds = val_ds.materialize()
-    n_train, n_val = train_ds.count(), val_ds.count()
-    if n_train == 0 or n_val == 0:
-        raise MethrayError(f"no {'training' if n_train == 0 else 'validation'} windows; check the split section")
+    n_train, n_val = len(train_rows), len(val_rows)
+    if n_train < train_cfg.num_workers or n_val == 0:
+        raise MethrayError(f"no {'training' if n_train < train_cfg.num_workers else 'validation'} sites; check the split section")
     use_gpu = train_cfg.use_gpu if train_cfg.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= 1
     loop_config = {
         "model": meta.model,
         "task": meta.task,
         "window_length": meta.window_length,
+        "exclude_cpg": meta.exclude_cpg,
         "n_outputs": meta.n_outputs,
         "params": meta.params,
+        "reference": reference,
+        # Site rows only (tens of bytes a site); workers read them zero-copy.
+        "rows": ray.put({"train": train_rows, "val": val_rows}),
         "epochs": train_cfg.epochs,
         "batch_size": train_cfg.batch_size,
+        "steps_per_epoch": steps_per_epoch,
         "lr": learning_rate(train_cfg, meta.model),
         "patience": train_cfg.patience,
-        "shuffle_buffer": train_cfg.shuffle_buffer,
         "rc_augment": train_cfg.rc_augment,
         "seed": train_cfg.seed,
         "threads": max(1, int(train_cfg.cpus_per_worker)),
@@ -225,6 +428,9 @@ def fit(
     }
     if not storage.is_remote(storage_path):
         storage_path = os.path.abspath(storage_path)
+    # Same data and settings -> same Ray Train run folder, so a rerun resumes (or reports) it;
+    # changed ones start a new run instead of resuming one trained on something else.
+    run_name = f"{name}-{run_fingerprint(train_rows, val_rows, reference, loop_config)}"
     train_fs, train_storage = storage.arrow_location(storage_path)
     queue = Queue(actor_options={"num_cpus": 0})  # epoch metrics, controller -> driver
     trainer = TorchTrainer(
@@ -235,17 +441,18 @@ def fit(
             use_gpu=bool(use_gpu),
             resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
         ),
-        datasets={"train": train_ds, "val": val_ds},
         run_config=RayRunConfig(
-            name=name,
+            name=run_name,
             storage_path=train_storage,
             storage_filesystem=train_fs,
+            # Only the latest checkpoint is kept: it carries the best model in best/.
             checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
             callbacks=[_Progress(queue)],
         ),
     )
-    stop, history = threading.Event(), []
-    follower = threading.Thread(target=_follow_progress, args=(queue, meta.model, stop, history, progress), daemon=True)
+    stop, reported = threading.Event(), []
+    follower = threading.Thread(target=_follow_progress, args=(queue, meta.model, stop, reported, progress), daemon=True)
     follower.start()
     try:
         result = trainer.fit()
@@ -255,10 +462,36 @@ def fit(
         queue.shutdown()
     if result.checkpoint is None:
         raise MethrayError("training produced no checkpoint (no epoch finished)")
-    publish_checkpoint(result.checkpoint, checkpoint_dir)
+    with result.checkpoint.as_directory() as d:
+        state = json.loads(Path(d, STATE_FILE).read_text())
+        publish_checkpoint(ray.train.Checkpoint.from_directory(str(Path(d, BEST_DIR))), checkpoint_dir)
+    history = state["history"]
     write_history(history, history_path(checkpoint_dir))
-    best = min(h["val_loss"] for h in history) if history else float("nan")
-    return TrainResult(checkpoint_dir, history, best, n_train, n_val, time.perf_counter() - start)
+    if not reported:
+        log.info("train %s: already finished (%d epochs in %s); nothing to train", run_name, len(history), storage_path)
+        if progress:
+            log.info(f"train {meta.model}: run {run_name} already finished ({len(history)} epochs, best val_loss {state['best_val_loss']:.4f}); not trained again")
+    return TrainResult(checkpoint_dir, history, state["best_val_loss"], n_train, n_val, time.perf_counter() - start, storage.join(storage_path, run_name))
+
+
+def run_fingerprint(train_rows: WindowRows, val_rows: WindowRows, reference: str, loop_config: dict) -> str:
+    """A short hash of what a training run learns from: site rows, reference, model and settings.
+
+    Left out: ``epochs`` and ``patience`` (a rerun with more epochs continues the run),
+    workers, threads and ``max_failures`` (they do not change what is learnt).
+    """
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=6)
+    for sites in (train_rows, val_rows):
+        for arr in (sites.contig, sites.pos, sites.y):
+            h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        h.update("\t".join(sites.contigs).encode())
+    keys = ("model", "task", "window_length", "exclude_cpg", "n_outputs", "params", "batch_size", "steps_per_epoch", "lr", "rc_augment", "seed", "meta")
+    settings = {k: loop_config[k] for k in keys}
+    settings["meta"] = settings["meta"].model_dump(mode="json")
+    h.update(json.dumps({"reference": reference, **settings}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def checkpoint_meta(cfg: RunConfig, spec: WindowSpec, **extra) -> ckpt.CheckpointMeta:
@@ -299,15 +532,16 @@ def train(cfg: RunConfig) -> TrainResult:
     if not storage.exists(cfg.sites_table):
         raise MethrayError(f"{cfg.sites_table}: CpG table not found; run `methray prepare` first")
     tissue = cfg.tissues[0].name
-    train_ds = window_dataset(cfg.sites_table, cfg.reference, spec, tissue=tissue, split="train")
-    val_ds = window_dataset(cfg.sites_table, cfg.reference, spec, tissue=tissue, split="val")
-    if cfg.train.max_train_sites:
-        n_all = train_ds.count()
-        if n_all > cfg.train.max_train_sites:
-            train_ds = train_ds.random_sample(cfg.train.max_train_sites / n_all, seed=cfg.train.seed)
+    cols = ["chrom", "pos", "beta"]
+    train_df = read_sites(cfg.sites_table, tissue=tissue, split="train", columns=cols)
+    if cfg.train.max_train_sites and len(train_df) > cfg.train.max_train_sites:
+        keep = np.random.default_rng(cfg.train.seed).choice(len(train_df), cfg.train.max_train_sites, replace=False)
+        train_df = train_df.iloc[np.sort(keep)]
+    val_df = read_sites(cfg.sites_table, tissue=tissue, split="val", columns=cols)
     return fit(
-        train_ds,
-        val_ds,
+        WindowRows.from_frame(train_df),
+        WindowRows.from_frame(val_df),
+        reference=cfg.reference,
         meta=checkpoint_meta(cfg, spec, tissue=tissue),
         train_cfg=cfg.train,
         name=f"{cfg.run_name}-{cfg.model.name}",

@@ -1,4 +1,12 @@
-"""Stage 2, windows: a Ray Data pipeline from the measured-sites table to encoded window batches.
+"""Stage 2, windows: encoded sequence windows, from a Ray Data pipeline or from window rows.
+
+Two ways to get windows, one encoder:
+
+- **Ray Data** (scoring, the bench): a pipeline from the measured-sites table, see below.
+- **Window rows** (training): :class:`WindowRows` holds only where each window is and its
+  target (contig index, position, ``y``: 16 bytes a row for methylation); :func:`encode_rows`
+  encodes any batch of them from the memory-mapped genome (:mod:`methray.genome`) inside the
+  training worker, so no encoded window is ever stored.
 
 ``read_parquet`` (one block per file, so several files give parallelism) ->
 ``map_batches(encode_batch)``: each batch of CpGs is grouped by chromosome, the windows are
@@ -16,6 +24,8 @@ Batches carry:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -68,6 +78,70 @@ def _gather(reference: str, chroms, positions, spec: WindowSpec) -> np.ndarray:
         sel = group == i
         codes[sel] = ref.windows(str(chrom), pos[sel], spec)
     return codes
+
+
+@dataclass
+class WindowRows:
+    """Rows to train on: where each window is and what it should predict.
+
+    Parameters
+    ----------
+    contig
+        ``(N,) int32`` index into ``contigs``.
+    pos
+        ``(N,) int64`` window anchor, 0-based: the CpG's C (the window around it is given by a
+        :class:`~methray.encoding.WindowSpec`), or ``start + L // 2`` for an interval
+        ``[start, start + L)`` with ``WindowSpec(L)``.
+    y
+        ``(N,) float32`` targets (beta) or ``(N, K) float32`` labels.
+    contigs
+        Contig names.
+    """
+
+    contig: np.ndarray
+    pos: np.ndarray
+    y: np.ndarray
+    contigs: list[str]
+
+    def __post_init__(self):
+        self.contig = np.ascontiguousarray(self.contig, dtype=np.int32)
+        self.pos = np.ascontiguousarray(self.pos, dtype=np.int64)
+        self.y = np.ascontiguousarray(self.y, dtype=np.float32)
+        self.contigs = [str(c) for c in self.contigs]
+        if not (len(self.contig) == len(self.pos) == len(self.y)):
+            raise ValueError(f"WindowRows: columns of different lengths ({len(self.contig)}, {len(self.pos)}, {len(self.y)})")
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, *, y: np.ndarray | None = None, pos_column: str = "pos", y_column: str = "beta") -> "WindowRows":
+        """Window rows from a table with ``chrom``, ``pos`` (or ``pos_column``) and ``beta`` (or ``y``)."""
+        codes, names = pd.factorize(df["chrom"].astype(str), sort=False)
+        return cls(codes, df[pos_column].to_numpy(np.int64), df[y_column].to_numpy(np.float32) if y is None else y, list(names))
+
+    def take(self, index: np.ndarray) -> "WindowRows":
+        """The rows at ``index`` (a copy)."""
+        return WindowRows(self.contig[index], self.pos[index], self.y[index], self.contigs)
+
+    @property
+    def nbytes(self) -> int:
+        return self.contig.nbytes + self.pos.nbytes + self.y.nbytes
+
+
+def encode_rows(rows: WindowRows, index: np.ndarray, reference: str, spec: WindowSpec) -> np.ndarray:
+    """One-hot windows of ``rows`` at ``index``, ``(B, spec.length, 4) uint8``, in ``index`` order.
+
+    Each contig present in the batch is gathered in one numpy step from the reference's
+    memory-mapped codes (:meth:`methray.genome.Reference.windows`).
+    """
+    ref = open_reference(reference)
+    contig, pos = rows.contig[index], rows.pos[index]
+    codes = np.empty((len(index), spec.length), dtype=np.uint8)
+    for c in np.unique(contig):
+        sel = contig == c
+        codes[sel] = ref.windows(rows.contigs[c], pos[sel], spec)
+    return one_hot(codes)
 
 
 def encode_intervals(batch: dict[str, np.ndarray], reference: str) -> dict[str, np.ndarray]:

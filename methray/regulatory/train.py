@@ -9,7 +9,8 @@ from .. import models, storage
 from ..train import fit
 from .config import RegulatoryConfig, budget_line
 from ..budget import cap_rows
-from .data import interval_dataset, load_split_labels
+from ..windows import WindowRows
+from .data import load_split_labels
 
 
 def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: bool = True) -> dict:
@@ -32,10 +33,12 @@ def train_model(cfg: RegulatoryConfig, model: str, stride: int, *, progress: boo
         params=params, classes=classes, stride=stride, genome=cfg.genome, run_name=cfg.run_name,
         n_train_windows=int(len(tr)), budget=budget_line(cfg),
     )
+    # Windows are encoded in the training workers: an interval [start, start + L) is the
+    # centred WindowSpec(L) around start + L // 2.
     res = fit(
-        interval_dataset(windows.iloc[tr], y[tr], cfg.reference),
-        interval_dataset(windows.iloc[va], y[va], cfg.reference),
-        meta=meta, train_cfg=train_settings(cfg), name=f"{cfg.run_name}-{model}-s{stride}",
+        WindowRows.from_frame(windows.iloc[tr].assign(centre=lambda d: d["start"] + length // 2), y=y[tr], pos_column="centre"),
+        WindowRows.from_frame(windows.iloc[va].assign(centre=lambda d: d["start"] + length // 2), y=y[va], pos_column="centre"),
+        reference=cfg.reference, meta=meta, train_cfg=train_settings(cfg), name=f"{cfg.run_name}-{model}-s{stride}",
         storage_path=cfg.path("ray_train"), checkpoint_dir=storage.join(cfg.model_dir(model, stride), "checkpoint"),
         progress=progress,
     )
