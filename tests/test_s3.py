@@ -89,7 +89,7 @@ def test_every_output_lands_on_s3(s3, s3_run):
         assert s3.exists(f"{out}/{name}"), name
     assert s3.glob(f"{out}/cpg_table/chrom=chr22/*.parquet"), "CpG table not written by pyarrow to S3"
     # Ray Train's own storage (storage_path + storage_filesystem) is on S3 too.
-    assert s3.glob(f"{out}/ray_train/*/checkpoint_*/model.pt"), s3.find(f"{out}/ray_train")[:20]
+    assert s3.glob(f"{out}/ray_train/*/checkpoint_*/best/model.pt"), s3.find(f"{out}/ray_train")[:20]
     metrics = pd.read_csv(io.BytesIO(s3.cat_file(f"{out}/metrics.tsv")), sep="\t")
     assert set(metrics["model"]) == {"mrcnn", "cpg_density"} and (metrics.loc[metrics["subset"] == "all", "n"] > 500).all()
 
@@ -106,7 +106,7 @@ def test_bedgraph_from_s3_parseable(s3, s3_run):
 
 def test_reference_cached_locally_and_config_points_at_s3(s3, s3_run):
     out, _, tmp = s3_run
-    cached = list((tmp / "cache").glob("*/chr22.fa"))
+    cached = list((tmp / "cache").glob("genome-v1/*/fasta/chr22.fa"))  # downloaded once per node
     assert cached and cached[0].stat().st_size == FASTA.stat().st_size
     assert Path(f"{cached[0]}.fai").exists()  # the index came from S3, not rebuilt
     saved = yaml.safe_load(s3.cat_file(f"{out}/config.yaml"))

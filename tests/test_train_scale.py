@@ -81,7 +81,7 @@ def test_training_memory_does_not_grow_with_the_number_of_sites(ray_session, tmp
         h[n], rows_mib[n] = res.history[0], sites.nbytes / 2**20
     # what the epoch itself adds to the worker's private memory (batches, activations)
     growth = {n: h[n]["worker_peak_mib"] - h[n]["worker_base_mib"] for n in h}
-    assert growth[120_000] < growth[3_000] + 16, h
+    assert growth[120_000] < growth[3_000] + 64, h  # allocator noise; windows would add 183 MiB
     assert h[120_000]["worker_peak_mib"] < 1.25 * h[3_000]["worker_peak_mib"], h  # +183 MiB would fail
     assert h[120_000]["worker_shm_mib"] - h[3_000]["worker_shm_mib"] < rows_mib[120_000] + 8, (h, rows_mib)
 
@@ -147,7 +147,7 @@ def test_prepare_runs_tissue_files_as_parallel_ray_tasks(ray_session, tmp_path):
     reports = prepare(cfg)
     table = read_sites(cfg.sites_table)
     for r, t in zip(reports, cfg.tissues):
-        alone, counts = prepare_tissue(t.name, t.path, t.format, cfg.reference, cfg.cpg_islands, cfg.prepare)
+        alone, counts = prepare_tissue(t, cfg.reference, cfg.cpg_islands, cfg.prepare)
         assert (r.tissue, r.rows_read, r.kept) == (t.name, counts.rows_read, counts.kept) and r.kept == len(alone) > 1000
         got = table[table["tissue"] == t.name].sort_values("pos")
         np.testing.assert_array_equal(got["pos"].to_numpy(), np.sort(alone["pos"].to_numpy()))
