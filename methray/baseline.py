@@ -81,6 +81,10 @@ def fit_gbm(train: pd.DataFrame, val: pd.DataFrame, reference: str, cpg_islands:
     x_train = composition_features(train, reference, cpg_islands)
     x_val = composition_features(val, reference, cpg_islands)
     y_train, y_val = train["beta"].to_numpy(np.float64), val["beta"].to_numpy(np.float64)
+    if len(val) == 0:  # nothing to tune on: the first setting, every tree
+        log.warning(f"{GBM_NAME}: no validation sites; using {GBM_GRID[0]} and {GBM_PARAMS['max_iter']} trees untuned")
+        reg = HistGradientBoostingRegressor(**GBM_PARAMS, **GBM_GRID[0], early_stopping=False, random_state=seed).fit(x_train, y_train)
+        return reg, GBM_PARAMS["max_iter"]
     best = (np.inf, None, 0)
     for grid in GBM_GRID:
         reg = HistGradientBoostingRegressor(**GBM_PARAMS, **grid, early_stopping=False, random_state=seed).fit(x_train, y_train)

@@ -151,7 +151,7 @@ def test_pipeline_job_writes_every_output(pipeline_job, working_dir):
     bg = pd.read_csv(out / "imr90.mrcnn.bedGraph", sep="\t", skiprows=1, header=None, names=["chrom", "start", "end", "value"])
     assert len(bg) > 500 and bg["value"].between(0, 1).all()
     metrics = pd.read_csv(out / "metrics.tsv", sep="\t")
-    assert set(metrics["model"]) == {"mrcnn", "cpg_density"}
+    assert set(metrics["model"]) == {"mrcnn", "cpg_density", "composition_gbm"}
 
 
 def test_working_dir_upload_skips_ignored_dirs(pipeline_job, ray_head):
