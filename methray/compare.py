@@ -12,12 +12,16 @@ on the first tissue of the config, with
   them: a fixed random subset of each split, seed 0; a smaller per-model cap on training
   sites gives a subset of a larger one's sites);
 - :func:`methray.train.fit` (Ray Train), :func:`methray.score.predict_dataset` (Ray Data),
-  :func:`methray.metrics.metric_rows` and the CpG-density baseline
-  (:func:`methray.baseline.fit_predict`, on the window of the first model).
+  :func:`methray.metrics.metric_rows` and both baselines of :mod:`methray.baseline`
+  (``cpg_density`` on the window of the first model, ``composition_gbm`` tuned on the
+  validation sites), fitted on the first model's training sites;
+- for every row, a 95% interval of AUROC, AUPRC (unmethylated class) and RMSE from a
+  bootstrap over hold-out blocks (:mod:`methray.bootstrap`): columns ``<metric>_lo`` /
+  ``<metric>_hi``, and every interval in ``comparison_intervals.tsv`` / ``.parquet``.
 
 Outputs in ``out_dir``: ``models/<name>/checkpoint`` and ``models/<name>/train_history.tsv``
 per model; ``predictions/<tissue>.<name>.parquet`` and bedGraphs; ``comparison.tsv`` and
-``comparison.md`` (one row per model, first line states the budget) and the tidy
+``comparison.md`` (one row per model, first line states the budget and the interval) and the tidy
 ``comparison_metrics.tsv`` / ``.parquet`` (every metric, subsets all / cgi / non_cgi).
 A model whose checkpoint records the same budget name, numbers of training / validation
 sites, epoch cap, learning rate and batch size is not retrained (an interrupted comparison
@@ -33,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import baseline, checkpoint, models, storage
+from . import baseline, bootstrap, checkpoint, models, storage
 from .budget import Budget, cap_rows
 from .config import ModelConfig, RunConfig
 from .errors import MethrayError
@@ -112,7 +116,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .metrics import metric_rows
     from .pipeline import run_prepare
     from .run import start_ray, start_run
-    from .predictions import write_predictions
+    from .predictions import read_predictions, write_predictions
     from .score import predict_dataset
     from .sites import read_sites
     from .tracks import sort_sites
@@ -172,15 +176,25 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
 
     base_spec = specs[names[0]]
     base_train = _capped(sites["train"], budget.train_cap(names[0]))
-    pred = test.assign(beta_pred=baseline.fit_predict(base_train, test, cfg.reference, base_spec))
-    write_predictions(cfg, pred, tissue, baseline.NAME)
-    frames.append(metric_rows(pred, baseline.NAME, tissue))
-    runs.append({"model": baseline.NAME, "window": _window_label(base_spec), "parameters": 3, "train_sites": len(base_train), "epochs": "-", "train_s": np.nan, "score_s": np.nan})
+    for name, beta_pred, n_params in (
+        (baseline.NAME, lambda: baseline.fit_predict(base_train, test, cfg.reference, base_spec), 3),
+        (baseline.GBM_NAME, lambda: baseline.fit_predict_gbm(base_train, val, test, cfg.reference, cfg.cpg_islands, seed=cfg.split.seed), np.nan),
+    ):
+        t = time.perf_counter()
+        pred = test.assign(beta_pred=beta_pred())
+        write_predictions(cfg, pred, tissue, name)
+        frames.append(metric_rows(pred, name, tissue))
+        runs.append({"model": name, "window": _window_label(base_spec) if name == baseline.NAME else "composition", "parameters": n_params, "train_sites": len(base_train), "epochs": "-", "train_s": time.perf_counter() - t, "score_s": np.nan})
+        log.info(f"compare {name}: AUROC {frames[-1]['auroc'].iloc[0]:.3f}, RMSE {frames[-1]['rmse'].iloc[0]:.3f}")
+
+    regions = bootstrap.read_split_regions(cfg.path("split_regions.tsv"))
+    intervals = pd.concat([bootstrap.interval_rows(read_predictions(cfg, tissue, f["model"].iloc[0]), regions, f["model"].iloc[0], tissue) for f in frames], ignore_index=True)
+    write_table(intervals, cfg.path("comparison_intervals"), [bootstrap.describe()])
 
     tidy = pd.concat(frames, ignore_index=True)
     write_table(tidy, cfg.path("comparison_metrics"))
-    table = comparison_table(tidy, pd.DataFrame(runs))
-    write_comparison(table, cfg.path("comparison"), f"methray compare, {tissue}, {cfg.genome}; {budget_line}")
+    table = comparison_table(tidy, pd.DataFrame(runs), intervals)
+    write_comparison(table, cfg.path("comparison"), f"methray compare, {tissue}, {cfg.genome}; {budget_line}; {bootstrap.describe()}")
     log.info(f"compare: {cfg.path('comparison.tsv')} and comparison.md ({time.perf_counter() - t0:.0f} s)")
     return table
 
@@ -201,22 +215,32 @@ def _run_row(name: str, spec, meta: checkpoint.CheckpointMeta, n_train: int, sco
 
 # (subset, metric) -> column of the comparison table
 TABLE_METRICS = [
-    ("all", "n"), ("all", "auroc"), ("all", "accuracy"), ("all", "rmse"), ("all", "mae"), ("all", "pearson_r"),
+    ("all", "n"), ("all", "auroc"), ("all", "auprc_unmeth"), ("all", "accuracy"), ("all", "rmse"), ("all", "mae"), ("all", "pearson_r"),
     ("all", "rmse_hyper"), ("all", "mae_hyper"), ("all", "rmse_mid"), ("all", "mae_mid"), ("all", "rmse_hypo"), ("all", "mae_hypo"),
     ("cgi", "auroc"), ("cgi", "rmse"), ("cgi", "mae"), ("non_cgi", "auroc"), ("non_cgi", "rmse"), ("non_cgi", "mae"),
 ]
 
 
-def comparison_table(tidy: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per model: run facts then the metrics of :data:`TABLE_METRICS`.
+INTERVAL_METRICS = ("auroc", "auprc_unmeth", "rmse")
+"""Metrics with a block-bootstrap interval in the comparison table."""
+
+
+def comparison_table(tidy: pd.DataFrame, runs: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model: run facts, the metrics of :data:`TABLE_METRICS`, then the intervals.
 
     Columns of subset ``all`` keep the metric name (``auroc``, ``rmse_hyper``, ...); the
-    CpG-island subsets are prefixed (``cgi_auroc``, ``non_cgi_rmse``, ...).
+    CpG-island subsets are prefixed (``cgi_auroc``, ``non_cgi_rmse``, ...). With
+    ``intervals`` (:func:`methray.bootstrap.interval_rows`), ``<metric>_lo`` and
+    ``<metric>_hi`` for each metric of :data:`INTERVAL_METRICS` follow.
     """
     wide = runs.set_index("model")
     for subset, metric in TABLE_METRICS:
         col = metric if subset == "all" else f"{subset}_{metric}"
         wide[col] = tidy[tidy["subset"] == subset].set_index("model")[metric]
+    if intervals is not None:
+        for metric in INTERVAL_METRICS:
+            rows = intervals[intervals["metric"] == metric].set_index("model")
+            wide[f"{metric}_lo"], wide[f"{metric}_hi"] = rows["lo"], rows["hi"]
     return wide.reset_index()
 
 

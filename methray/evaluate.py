@@ -1,15 +1,18 @@
-"""Stage 5, evaluate: the baseline and the metric table for a run.
+"""Stage 5, evaluate: the baselines and the metric table for a run.
 
 Writes ``metrics.tsv`` and ``metrics.parquet`` (tidy: one row per model x tissue x subset,
-columns :data:`methray.metrics.COLUMNS`) into the run directory. The CpG-density baseline
-(:mod:`methray.baseline`) is fitted on the same split and reported as its own model row.
+columns :data:`methray.metrics.COLUMNS`) into the run directory. The two baselines of
+:mod:`methray.baseline` (``cpg_density``, ``composition_gbm``) are fitted on the same split
+and reported as their own model rows. ``metric_intervals.tsv`` / ``.parquet`` holds, per
+model and tissue, AUROC, AUPRC (unmethylated class) and RMSE with a 95% interval from a
+bootstrap over hold-out blocks (:mod:`methray.bootstrap`).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from . import baseline
+from . import baseline, bootstrap
 from .checkpoint import read_meta
 from .config import RunConfig
 from .metrics import metric_rows
@@ -19,17 +22,23 @@ from .tables import write_table
 
 
 def run_baseline(cfg: RunConfig, split: str = "test") -> None:
-    """Fit the CpG-density baseline per tissue and write its predictions like a model's."""
+    """Fit both baselines per tissue (training split; ``composition_gbm`` tuned on
+    validation) and write their predictions like a model's."""
     spec = read_meta(cfg.checkpoint_dir).window
     for t in cfg.tissues:
         train = read_sites(cfg.sites_table, tissue=t.name, split="train")
+        val = read_sites(cfg.sites_table, tissue=t.name, split="val")
         test = read_sites(cfg.sites_table, tissue=t.name, split=split)
-        test = test.assign(beta_pred=baseline.fit_predict(train, test, cfg.reference, spec))
-        write_predictions(cfg, test, t.name, baseline.NAME)
+        write_predictions(cfg, test.assign(beta_pred=baseline.fit_predict(train, test, cfg.reference, spec)), t.name, baseline.NAME)
+        gbm = baseline.fit_predict_gbm(train, val, test, cfg.reference, cfg.cpg_islands, seed=cfg.split.seed)
+        write_predictions(cfg, test.assign(beta_pred=gbm), t.name, baseline.GBM_NAME)
 
 
 def evaluate(cfg: RunConfig) -> pd.DataFrame:
-    """Compute the metric table for the run's model and the baseline, for every tissue.
+    """Compute the metric table for the run's model and the baselines, for every tissue.
+
+    Also writes the block-bootstrap intervals (``metric_intervals.tsv`` / ``.parquet``:
+    ``model, tissue, metric, estimate, lo, hi, n_blocks, n``).
 
     Returns
     -------
@@ -37,10 +46,14 @@ def evaluate(cfg: RunConfig) -> pd.DataFrame:
         The tidy metric table (also written as ``metrics.tsv`` and ``metrics.parquet``).
     """
     model = read_meta(cfg.checkpoint_dir).model
-    frames = []
+    regions = bootstrap.read_split_regions(cfg.path("split_regions.tsv"))
+    frames, intervals = [], []
     for t in cfg.tissues:
-        for name in (model, baseline.NAME):
-            frames.append(metric_rows(read_predictions(cfg, t.name, name), name, t.name))
+        for name in (model, *baseline.NAMES):
+            pred = read_predictions(cfg, t.name, name)
+            frames.append(metric_rows(pred, name, t.name))
+            intervals.append(bootstrap.interval_rows(pred, regions, name, t.name))
     table = pd.concat(frames, ignore_index=True)
     write_table(table, cfg.path("metrics"))
+    write_table(pd.concat(intervals, ignore_index=True), cfg.path("metric_intervals"), [bootstrap.describe()])
     return table

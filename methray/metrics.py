@@ -6,7 +6,11 @@ For a set of CpGs with measured beta ``y`` and predicted beta ``p`` (both 0..1):
 - ``n_*`` (sites), ``rmse_*`` / ``mae_*`` within the groups of the MRCNN paper (Tian et al.
   2019, Fig. 2): ``hyper`` (y > 0.9), ``mid`` (0.4 <= y <= 0.6), ``hypo`` (y < 0.1);
 - binary calls at cutoff 0.5 (methylated = beta > 0.5): ``sensitivity``, ``specificity``,
-  ``accuracy``, and ``auroc`` (measured call vs predicted beta as the score).
+  ``accuracy``, and ``auroc`` (measured call vs predicted beta as the score);
+- ``auprc_unmeth``: average precision (area under the precision-recall curve) for the
+  unmethylated class (measured beta <= 0.5 as positives, ``1 - predicted beta`` as the
+  score). Most CpGs are methylated, so AUROC alone flatters; this is the metric of the
+  minority class.
 
 Each is computed for ``subset`` in ``all``, ``cgi`` (inside CpG islands) and ``non_cgi``.
 Statistics use scikit-learn and SciPy; undefined values (a group with no sites, AUROC with
@@ -23,7 +27,7 @@ from sklearn import metrics as skm
 COLUMNS = [
     "model", "tissue", "subset", "n", "n_hyper", "n_mid", "n_hypo", "rmse", "mae", "pearson_r", "spearman_rho",
     "rmse_hyper", "mae_hyper", "rmse_mid", "mae_mid", "rmse_hypo", "mae_hypo",
-    "sensitivity", "specificity", "accuracy", "auroc",
+    "sensitivity", "specificity", "accuracy", "auroc", "auprc_unmeth",
 ]
 GROUPS = {"hyper": lambda y: y > 0.9, "mid": lambda y: (y >= 0.4) & (y <= 0.6), "hypo": lambda y: y < 0.1}
 CUTOFF = 0.5
@@ -53,10 +57,11 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, cutoff: float = CUTOFF) -> dict[str, float]:
-    """Sensitivity, specificity, accuracy at ``cutoff`` and AUROC (methylated = beta > cutoff)."""
+    """Sensitivity, specificity, accuracy at ``cutoff``, AUROC (methylated = beta > cutoff) and
+    AUPRC of the unmethylated class (beta <= cutoff positive, score ``1 - p``)."""
     truth, call = y > cutoff, p > cutoff
     if len(y) == 0:
-        return {"sensitivity": np.nan, "specificity": np.nan, "accuracy": np.nan, "auroc": np.nan}
+        return {"sensitivity": np.nan, "specificity": np.nan, "accuracy": np.nan, "auroc": np.nan, "auprc_unmeth": np.nan}
     tn, fp, fn, tp = skm.confusion_matrix(truth, call, labels=[False, True]).ravel()
     both = truth.any() and (~truth).any()
     return {
@@ -64,7 +69,27 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, cutoff: float = CUTOFF)
         "specificity": tn / (tn + fp) if tn + fp else np.nan,
         "accuracy": (tp + tn) / len(y),
         "auroc": float(skm.roc_auc_score(truth, p)) if both else np.nan,
+        "auprc_unmeth": auprc_unmethylated(y, p, cutoff),
     }
+
+
+def auprc_unmethylated(y: np.ndarray, p: np.ndarray, cutoff: float = CUTOFF) -> float:
+    """Average precision for the unmethylated class (scikit-learn ``average_precision_score``).
+
+    Parameters
+    ----------
+    y, p
+        ``(N,)`` measured and predicted beta; positives are ``y <= cutoff``, the score is ``1 - p``.
+
+    Returns
+    -------
+    float
+        NaN when every site is of one class.
+    """
+    positive = np.asarray(y) <= cutoff
+    if positive.all() or not positive.any():
+        return np.nan
+    return float(skm.average_precision_score(positive, 1.0 - np.asarray(p)))
 
 
 def metric_rows(df: pd.DataFrame, model: str, tissue: str, pred_col: str = "beta_pred") -> pd.DataFrame:

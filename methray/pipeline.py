@@ -58,7 +58,7 @@ def run_score(cfg: RunConfig) -> None:
 
 
 def run_evaluate(cfg: RunConfig) -> pd.DataFrame:
-    """Fit the CpG-density baseline and write the metric table; returns it."""
+    """Fit both baselines and write the metric table (and its block-bootstrap intervals); returns it."""
     from .evaluate import evaluate, run_baseline
 
     run_baseline(cfg)
@@ -68,11 +68,12 @@ def run_evaluate(cfg: RunConfig) -> pd.DataFrame:
 
 
 def summary(table: pd.DataFrame) -> str:
-    """Headline held-out metrics (subset ``all``), one line per model and tissue."""
+    """Headline held-out metrics (subset ``all``), one line per model and tissue: the model
+    and both baselines (``cpg_density``, ``composition_gbm``)."""
     rows = table[table["subset"] == "all"]
-    lines = ["held-out metrics (subset all):", f"  {'model':<14}{'tissue':<10}{'n':>8}{'AUROC':>8}{'RMSE':>8}{'MAE':>8}{'r':>8}{'acc':>8}"]
+    lines = ["held-out metrics (subset all):", f"  {'model':<17}{'tissue':<10}{'n':>8}{'AUROC':>8}{'AUPRC-u':>8}{'RMSE':>8}{'MAE':>8}{'r':>8}{'acc':>8}"]
     for r in rows.itertuples():
-        lines.append(f"  {r.model:<14}{r.tissue:<10}{r.n:>8,}{r.auroc:>8.3f}{r.rmse:>8.3f}{r.mae:>8.3f}{r.pearson_r:>8.3f}{r.accuracy:>8.3f}")
+        lines.append(f"  {r.model:<17}{r.tissue:<10}{r.n:>8,}{r.auroc:>8.3f}{r.auprc_unmeth:>8.3f}{r.rmse:>8.3f}{r.mae:>8.3f}{r.pearson_r:>8.3f}{r.accuracy:>8.3f}")
     return "\n".join(lines)
 
 

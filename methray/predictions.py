@@ -24,7 +24,7 @@ column                  type       meaning
 
 The bedGraph holds the predicted beta as a track (0-based half-open ``[pos, pos + 1)``,
 ``track`` line naming model and tissue, rows in ``score.track_order``: :mod:`methray.tracks`).
-Written by ``score`` (the model), ``evaluate`` (the CpG-density baseline) and ``compare``;
+Written by ``score`` (the model), ``evaluate`` (the baselines) and ``compare``;
 read by ``evaluate``.
 """
 

@@ -14,7 +14,7 @@ import torch
 
 from methray import checkpoint
 from methray.budget import Budget
-from methray.compare import TABLE_METRICS, compare, read_comparison
+from methray.compare import INTERVAL_METRICS, TABLE_METRICS, compare, read_comparison
 from methray.config import load_config
 from methray.errors import MethrayError
 from methray.models.cnn_baseline import CNNBaseline
@@ -43,32 +43,34 @@ def test_table_columns_rows_and_budget_header(comparison):
     assert "at most 1 epochs per model" in header and "cnn_baseline 600" in header and "deepcpg_dna 300" in header
     assert "test sites 400" in header
     metric_cols = [m if s == "all" else f"{s}_{m}" for s, m in TABLE_METRICS]
-    assert list(disk.columns) == ["model", "window", "parameters", "train_sites", "epochs", "train_s", "score_s"] + metric_cols
+    interval_cols = [f"{m}_{end}" for m in INTERVAL_METRICS for end in ("lo", "hi")]
+    assert list(disk.columns) == ["model", "window", "parameters", "train_sites", "epochs", "train_s", "score_s"] + metric_cols + interval_cols
+    assert "bootstrap over hold-out blocks" in header
     assert {"auroc", "accuracy", "rmse_hyper", "mae_mid", "rmse_hypo", "cgi_auroc", "non_cgi_rmse"} <= set(disk.columns)
-    assert disk["model"].tolist() == MODELS + ["cpg_density"]
-    assert disk["train_sites"].tolist() == [600, 300, 600]
+    assert disk["model"].tolist() == MODELS + ["cpg_density", "composition_gbm"]
+    assert disk["train_sites"].tolist() == [600, 300, 600, 600]
     assert (disk["n"] == 400).all()  # the same capped test set for every model
     assert disk.loc[disk["model"] == "deepcpg_dna", "window"].item() == "1001"
     assert disk.loc[disk["model"] == "cnn_baseline", "window"].item() == "400 excl. CpG"
-    for col in ("auroc", "accuracy", "rmse", "mae", "rmse_hyper", "mae_hyper", "non_cgi_rmse"):
+    for col in ("auroc", "auprc_unmeth", "accuracy", "rmse", "mae", "rmse_hyper", "mae_hyper", "non_cgi_rmse", "auroc_lo", "rmse_hi"):
         assert np.isfinite(disk[col]).all(), col
     assert disk["rmse"].between(0, 1).all()
     assert disk.shape == table.shape
     md = Path(cfg.path("comparison.md")).read_text().splitlines()
     assert md[0] == header and md[2].startswith("| model | window | parameters |")
-    assert sum(line.startswith("| ") for line in md) == 1 + len(MODELS) + 1
+    assert sum(line.startswith("| ") for line in md) == 1 + len(MODELS) + 2
 
 
 def test_every_model_scored_on_the_same_held_out_sites(comparison):
     cfg, _ = comparison
-    preds = {m: pd.read_parquet(cfg.path("predictions", f"imr90.{m}.parquet")) for m in MODELS + ["cpg_density"]}
+    preds = {m: pd.read_parquet(cfg.path("predictions", f"imr90.{m}.parquet")) for m in MODELS + ["cpg_density", "composition_gbm"]}
     ref = preds["cnn_baseline"]
     assert len(ref) == 400 and set(ref["split"]) == {"test"}
     for df in preds.values():
         np.testing.assert_array_equal(df["pos"].to_numpy(), ref["pos"].to_numpy())
         assert df["beta_pred"].between(0, 1).all()
     tidy = pd.read_csv(cfg.path("comparison_metrics.tsv"), sep="\t")
-    assert set(tidy["subset"]) == {"all", "cgi", "non_cgi"} and len(tidy) == 3 * 3
+    assert set(tidy["subset"]) == {"all", "cgi", "non_cgi"} and len(tidy) == 3 * 4
 
 
 def test_checkpoint_reloads_and_predictor_reproduces_the_scores(comparison):

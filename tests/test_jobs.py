@@ -198,7 +198,7 @@ def test_readme_flow_submits_the_demo_and_writes_its_outputs(demo_job, clone):
         assert (out / name).exists(), name
     bg = pd.read_csv(out / "imr90.mrcnn.bedGraph", sep="\t", skiprows=1, header=None, names=["chrom", "start", "end", "value"])
     assert len(bg) > 500 and bg["value"].between(0, 1).all()
-    assert set(pd.read_csv(out / "metrics.tsv", sep="\t")["model"]) == {"mrcnn", "cpg_density"}
+    assert set(pd.read_csv(out / "metrics.tsv", sep="\t")["model"]) == {"mrcnn", "cpg_density", "composition_gbm"}
     # The resolved config printed before submitting is the one the job ran with.
     printed = yaml.safe_load(demo_job.stderr.split("# resolved config, as the job will run it:\n", 1)[1].split("\n# entrypoint:", 1)[0])
     ran = yaml.safe_load((out / "config.yaml").read_text())

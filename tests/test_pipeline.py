@@ -9,6 +9,7 @@ import pytest
 from methray.config import load_config
 from methray.metrics import COLUMNS
 from methray.pipeline import run_pipeline
+from methray.tables import read_result
 
 from conftest import slice_config
 
@@ -27,7 +28,7 @@ def test_run_directory_holds_every_output(demo_run):
     cfg, _ = demo_run
     out = cfg.out_dir
     for name in ("config.yaml", "metrics.tsv", "metrics.parquet", "imr90.mrcnn.bedGraph", "imr90.cpg_density.bedGraph",
-                 "checkpoint/model.pt", "checkpoint/meta.json", "train_history.tsv", "prepare_report.json", "split_regions.tsv"):
+                 "imr90.composition_gbm.bedGraph", "metric_intervals.tsv", "checkpoint/model.pt", "checkpoint/meta.json", "train_history.tsv", "prepare_report.json", "split_regions.tsv"):
         assert Path(out, name).exists(), name
     resolved = load_config(str(Path(out, "config.yaml")))
     assert resolved.reference == cfg.reference and resolved.tissues[0].path == cfg.tissues[0].path
@@ -71,14 +72,26 @@ def test_predictions_read_as_one_table(demo_run):
 def test_metric_table_columns_present_and_finite(demo_run):
     cfg, table = demo_run
     assert list(table.columns) == COLUMNS
-    assert set(table["model"]) == {"mrcnn", "cpg_density"}
+    assert set(table["model"]) == {"mrcnn", "cpg_density", "composition_gbm"}
     assert set(table["subset"]) == {"all", "cgi", "non_cgi"}
     overall = table[table["subset"] == "all"]
     assert (overall["n_hyper"] + overall["n_mid"] + overall["n_hypo"] <= overall["n"]).all()
-    for col in ("n", "rmse", "mae", "pearson_r", "spearman_rho", "accuracy", "auroc"):
+    for col in ("n", "rmse", "mae", "pearson_r", "spearman_rho", "accuracy", "auroc", "auprc_unmeth"):
         assert np.isfinite(overall[col].astype(float)).all(), col
     assert (overall["n"] > 500).all()
     disk = pd.read_csv(f"{cfg.out_dir}/metrics.tsv", sep="\t")
     assert disk.shape == table.shape
     history = pd.read_csv(f"{cfg.out_dir}/train_history.tsv", sep="\t")
     assert history["epoch"].tolist() == [1] and np.isfinite(history["val_loss"]).all()
+
+
+def test_intervals_from_hold_out_blocks_for_the_model_and_both_baselines(demo_run):
+    cfg, table = demo_run
+    header, intervals = read_result(f"{cfg.out_dir}/metric_intervals.tsv")
+    assert "bootstrap" in header[0] and "hold-out blocks" in header[0]
+    assert set(intervals["model"]) == {"mrcnn", "cpg_density", "composition_gbm"}
+    assert set(intervals["metric"]) == {"auroc", "auprc_unmeth", "rmse"}
+    overall = table[table["subset"] == "all"].set_index("model")
+    for r in intervals.itertuples():
+        assert r.estimate == pytest.approx(overall.loc[r.model, r.metric], abs=1e-4)
+        assert r.lo <= r.hi and r.n_blocks >= 1

@@ -91,7 +91,7 @@ def test_every_output_lands_on_s3(s3, s3_run):
     # Ray Train's own storage (storage_path + storage_filesystem) is on S3 too.
     assert s3.glob(f"{out}/ray_train/*/checkpoint_*/best/model.pt"), s3.find(f"{out}/ray_train")[:20]
     metrics = pd.read_csv(io.BytesIO(s3.cat_file(f"{out}/metrics.tsv")), sep="\t")
-    assert set(metrics["model"]) == {"mrcnn", "cpg_density"} and (metrics.loc[metrics["subset"] == "all", "n"] > 500).all()
+    assert set(metrics["model"]) == {"mrcnn", "cpg_density", "composition_gbm"} and (metrics.loc[metrics["subset"] == "all", "n"] > 500).all()
 
 
 def test_bedgraph_from_s3_parseable(s3, s3_run):

@@ -58,6 +58,11 @@ class IntervalIndex:
             starts, ends = merge_intervals(grp["start"].to_numpy(np.int64), grp["end"].to_numpy(np.int64))
             self._by_chrom[str(chrom)] = (starts, ends)
 
+    def intervals(self, chrom: str) -> tuple[np.ndarray, np.ndarray]:
+        """The merged intervals of ``chrom`` as sorted, disjoint ``(starts, ends)`` (``int64``; empty if none)."""
+        empty = np.zeros(0, dtype=np.int64)
+        return self._by_chrom.get(chrom, (empty, empty))
+
     def contains(self, chrom: str, positions: np.ndarray) -> np.ndarray:
         """Whether each 0-based position lies inside an interval, ``(N,) bool``."""
         pos = np.asarray(positions, dtype=np.int64)
