@@ -90,6 +90,18 @@ def _attribute(cfg: InterpretConfig, chosen: pd.DataFrame, rc: bool) -> dict[str
     return {k: v[order] for k, v in cat.items()}
 
 
+INTERPRET_LIBRARIES = ("tangermeme", "modiscolite", "memelite", "pyjaspar", "logomaker")
+
+
+def check_libraries() -> None:
+    """Raise a one-line :class:`MethrayError` when the ``interpret`` extra is not installed."""
+    import importlib.util
+
+    missing = [name for name in INTERPRET_LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MethrayError(f"methray interpret: needs {', '.join(missing)}; install them with: pip install 'methray[interpret]'")
+
+
 def run_interpret(cfg: InterpretConfig) -> dict:
     """Run the interpretation job (see the module docstring).
 
@@ -106,6 +118,7 @@ def run_interpret(cfg: InterpretConfig) -> dict:
     """
     from ..run import start_run
 
+    check_libraries()
     t0 = time.perf_counter()
     meta = ckpt.read_meta(cfg.checkpoint)
     model, meta = ckpt.load(cfg.checkpoint)
