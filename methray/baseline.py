@@ -39,6 +39,7 @@ NAMES = (NAME, GBM_NAME)
 GBM_GRID = ({"max_leaf_nodes": 15}, {"max_leaf_nodes": 63})
 """Tree sizes tried; the one with the lowest validation MSE is kept."""
 GBM_PARAMS = {"learning_rate": 0.05, "max_iter": 400, "min_samples_leaf": 50, "l2_regularization": 1.0}
+GBM_PATIENCE = 20  # trees without a better validation loss before a setting stops
 
 
 def features(df: pd.DataFrame, reference: str, spec: WindowSpec) -> np.ndarray:
@@ -87,7 +88,11 @@ def fit_gbm(train: pd.DataFrame, val: pd.DataFrame, reference: str, cpg_islands:
         return reg, GBM_PARAMS["max_iter"]
     best = (np.inf, None, 0)
     for grid in GBM_GRID:
-        reg = HistGradientBoostingRegressor(**GBM_PARAMS, **grid, early_stopping=False, random_state=seed).fit(x_train, y_train)
+        # sklearn's early stopping on the validation split ends a setting GBM_PATIENCE trees
+        # after its best one (instead of fitting all max_iter); the best stage is picked below.
+        reg = HistGradientBoostingRegressor(
+            **GBM_PARAMS, **grid, early_stopping=True, n_iter_no_change=GBM_PATIENCE, validation_fraction=None, random_state=seed
+        ).fit(x_train, y_train, X_val=x_val, y_val=y_val)
         mse = [float(np.mean((np.clip(p, 0, 1) - y_val) ** 2)) for p in reg.staged_predict(x_val)]
         stage = int(np.argmin(mse))
         log.info(f"{GBM_NAME} {grid}: best validation MSE {mse[stage]:.4f} at {stage + 1} trees")

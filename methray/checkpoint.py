@@ -123,3 +123,22 @@ def load(directory: str, device: str | torch.device = "cpu") -> tuple[torch.nn.M
     weights = storage.local_copy(storage.join(directory, "model.pt"))
     model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     return model.to(device).eval(), meta
+
+
+def check_loads(directory: str) -> CheckpointMeta:
+    """Load a checkpoint once in the driver and return its metadata.
+
+    Jobs call this before starting actors, so that a bad checkpoint fails here with one line
+    rather than in actors that Ray retries.
+
+    Raises
+    ------
+    MethrayError
+        A missing checkpoint, or a ``model.pt`` that torch cannot load (torch raises many kinds).
+    """
+    try:
+        return load(directory, "cpu")[1]
+    except MethrayError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of torch.load is the checkpoint's
+        raise MethrayError(f"{directory}: cannot load the checkpoint ({type(exc).__name__}: {exc})") from exc

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -117,6 +118,13 @@ class StorageConfig(Section):
     request_timeout_s: float = Field(120, gt=0, description="seconds for one whole request (upload part or answer)")
     backoff_s: float = Field(1, gt=0, description="first retry delay; doubled per retry, jittered")
     backoff_max_s: float = Field(30, gt=0, description="longest retry delay")
+
+
+def file_safe_name(value: str, what: str) -> str:
+    """``value`` if it can name files (letters, digits and ``_ . + -``), else a ``ValueError``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
+        raise ValueError(f"{what} {value!r}: use letters, digits and _ . + - (it names files)")
+    return value
 
 
 def resolve_path(path: str | None, base: str) -> str | None:

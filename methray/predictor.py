@@ -9,6 +9,8 @@ shipping one-hot tensors through the object store.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -16,6 +18,11 @@ from . import checkpoint as ckpt
 from . import tasks
 from .augment import reverse_complement
 from .windows import encode_batch, encode_intervals
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from .config import ScoreConfig
 
 # Columns of a CpG batch that a Predictor passes through to its output.
 SITE_COLUMNS = ("chrom", "pos", "tissue", "in_cpg_island", "split", "beta")
@@ -127,3 +134,42 @@ class IntervalPredictor(CheckpointPredictor):
         out = {k: v for k, v in enc.items() if k != "x"}
         out["prob"] = self.predict(enc["x"]) if len(enc["start"]) else np.zeros((0, self.meta.n_outputs), np.float32)
         return out
+
+
+def map_checkpoints(ds: "ray.data.Dataset", predictor: type, checkpoints: dict[str, str], reference: str, score: "ScoreConfig") -> "ray.data.Dataset":
+    """Score every block of ``ds`` with a pool of ``predictor`` actors holding several checkpoints.
+
+    The actor stage shared by genome-wide scoring and variant effects: ``score.actors`` actors,
+    each with ``score.cpus_per_actor`` CPUs (its torch threads) and ``score.gpus_per_actor``
+    GPUs, one call per block (``batch_size=None``: the predictor cuts its own sub-batches of
+    ``score.batch_size``).
+
+    Parameters
+    ----------
+    ds
+        Blocks the predictor understands (shards of CpG sites, variant chunks).
+    predictor
+        A callable class taking ``checkpoints, reference, batch_size, threads``.
+    checkpoints
+        Label -> methray checkpoint directory.
+    reference
+        FASTA path (local or ``s3://``).
+    score
+        The job's ``score`` section.
+    """
+    import ray
+
+    return ds.map_batches(
+        predictor,
+        fn_constructor_kwargs={
+            "checkpoints": checkpoints,
+            "reference": reference,
+            "batch_size": score.batch_size,
+            "threads": max(1, int(score.cpus_per_actor)),
+        },
+        compute=ray.data.ActorPoolStrategy(size=score.actors),
+        batch_size=None,
+        num_cpus=score.cpus_per_actor,
+        num_gpus=score.gpus_per_actor,
+        batch_format="numpy",
+    )

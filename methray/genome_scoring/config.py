@@ -32,12 +32,11 @@ current directory.
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from pydantic import Field, field_validator
 
 from .. import storage
-from ..config import JobConfig, MethylationFormat, Section, load_job_config, resolve_path
+from ..config import JobConfig, MethylationFormat, Section, file_safe_name, load_job_config, resolve_path
 from ..errors import MethrayError
 from ..regions import parse_region
 from ..shards import DEFAULT_SHARD_BP
@@ -59,9 +58,7 @@ class SetTissue(Section):
     @field_validator("name")
     @classmethod
     def _file_safe(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", v):
-            raise ValueError(f"tissue name {v!r}: use letters, digits and _ . + - (it names files)")
-        return v
+        return file_safe_name(v, "tissue name")
 
 
 class TissueSetConfig(JobConfig):

@@ -18,6 +18,7 @@ from .. import storage
 from ..errors import MethrayError
 from ..genome import open_reference
 from ..run import start_ray, start_run
+from ..predictor import map_checkpoints
 from ..shards import Shard, ShardLedger
 from .actors import SetPredictor, load_shard_sites
 from .config import TissueSetConfig
@@ -55,15 +56,7 @@ class GenomeResult:
 
 def check_checkpoints(cfg: TissueSetConfig) -> dict[str, ckpt.CheckpointMeta]:
     """Load every checkpoint once in the driver (fail here, not in retried actors); tissue -> meta."""
-    metas = {}
-    for t in cfg.tissues:
-        try:
-            _, metas[t.name] = ckpt.load(t.checkpoint, "cpu")
-        except MethrayError:
-            raise
-        except Exception as exc:  # torch raises many kinds for a damaged model.pt
-            raise MethrayError(f"{t.checkpoint}: cannot load the checkpoint of tissue {t.name!r} ({type(exc).__name__}: {exc})") from exc
-    return metas
+    return {t.name: ckpt.check_loads(t.checkpoint) for t in cfg.tissues}
 
 
 def _job_record(cfg: TissueSetConfig, metas: dict, table: str) -> dict:
@@ -112,20 +105,7 @@ def run_shards(
     items = [{"chrom": s.chrom, "start": s.start, "end": s.end, "shard": s.index} for s in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(load_shard_sites, fn_kwargs={"table": table}, batch_size=1, batch_format="numpy")
-    ds = ds.map_batches(
-        SetPredictor,
-        fn_constructor_kwargs={
-            "checkpoints": {t.name: t.checkpoint for t in cfg.tissues},
-            "reference": cfg.reference,
-            "batch_size": cfg.score.batch_size,
-            "threads": max(1, int(cfg.score.cpus_per_actor)),
-        },
-        compute=ray.data.ActorPoolStrategy(size=cfg.score.actors),
-        batch_size=None,  # one call per shard block: sub-batches are cut inside, from the shard start
-        num_cpus=cfg.score.cpus_per_actor,
-        num_gpus=cfg.score.gpus_per_actor,
-        batch_format="numpy",
-    )
+    ds = map_checkpoints(ds, SetPredictor, {t.name: t.checkpoint for t in cfg.tissues}, cfg.reference, cfg.score)  # one call per shard block: sub-batches are cut inside, from the shard start
     by_index = {s.index: s for s in todo}
     pending: dict[int, list[pd.DataFrame]] = {}
     received: dict[int, int] = {}

@@ -21,12 +21,11 @@ current directory.
 from __future__ import annotations
 
 import os
-import re
 
 from pydantic import Field, field_validator
 
 from .. import storage
-from ..config import JobConfig, Section, load_job_config, read_config_data, resolve_path
+from ..config import JobConfig, Section, file_safe_name, load_job_config, read_config_data, resolve_path
 
 
 class ModelEntry(Section):
@@ -38,9 +37,7 @@ class ModelEntry(Section):
     @field_validator("name")
     @classmethod
     def _file_safe(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", v):
-            raise ValueError(f"model name {v!r}: use letters, digits and _ . + -")
-        return v
+        return file_safe_name(v, "model name")
 
 
 class VariantsConfig(JobConfig):

@@ -37,6 +37,7 @@ from .. import storage
 from ..encoding import BASE_CODES
 from ..errors import MethrayError
 from ..genome import open_reference
+from ..predictor import map_checkpoints
 from ..shards import Shard, ShardLedger, plan_shards
 from . import vcf as vcfio
 from .config import VariantsConfig
@@ -217,12 +218,7 @@ def load_models(cfg: VariantsConfig) -> dict[str, dict]:
     """Load every checkpoint once in the driver (fail here, not in retried actors); label -> meta."""
     metas = {}
     for m in cfg.checkpoints:
-        try:
-            _, metas[m.name] = ckpt.load(m.checkpoint, "cpu")
-        except MethrayError:
-            raise
-        except Exception as exc:  # torch raises many kinds for a damaged model.pt
-            raise MethrayError(f"{m.checkpoint}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+        metas[m.name] = ckpt.check_loads(m.checkpoint)
         if metas[m.name].task != "methylation":
             raise MethrayError(f"{m.checkpoint}: a {metas[m.name].task} model; variants scores methylation models")
     return metas
@@ -302,20 +298,7 @@ def run_chunks(cfg: VariantsConfig, prefix: str, todo: list[Shard], back: dict[s
         chunk_rows, fn_kwargs={"vcf": cfg.vcf, "reference": cfg.reference, "specs": specs, "indexed": indexed},
         batch_size=1, batch_format="numpy", num_cpus=0.5,  # leaves room beside the actors (small machines)
     )
-    ds = ds.map_batches(
-        VariantPredictor,
-        fn_constructor_kwargs={
-            "checkpoints": {m.name: m.checkpoint for m in cfg.checkpoints},
-            "reference": cfg.reference,
-            "batch_size": cfg.score.batch_size,
-            "threads": max(1, int(cfg.score.cpus_per_actor)),
-        },
-        compute=ray.data.ActorPoolStrategy(size=cfg.score.actors),
-        batch_size=None,  # one call per chunk block
-        num_cpus=cfg.score.cpus_per_actor,
-        num_gpus=cfg.score.gpus_per_actor,
-        batch_format="numpy",
-    )
+    ds = map_checkpoints(ds, VariantPredictor, {m.name: m.checkpoint for m in cfg.checkpoints}, cfg.reference, cfg.score)  # one call per chunk block
     by_index = {s.index: s for s in todo}
     pending: dict[int, list[pd.DataFrame]] = {}
     received: Counter = Counter()
