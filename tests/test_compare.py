@@ -45,7 +45,7 @@ def test_table_columns_rows_and_budget_header(comparison):
     metric_cols = [m if s == "all" else f"{s}_{m}" for s, m in TABLE_METRICS]
     interval_cols = [f"{m}_{end}" for m in INTERVAL_METRICS for end in ("lo", "hi")]
     assert list(disk.columns) == ["model", "window", "parameters", "train_sites", "epochs", "train_s", "score_s"] + metric_cols + interval_cols
-    assert "bootstrap over hold-out blocks" in header
+    assert "bootstrap replicates over hold-out blocks" in header
     assert {"auroc", "accuracy", "rmse_hyper", "mae_mid", "rmse_hypo", "cgi_auroc", "non_cgi_rmse"} <= set(disk.columns)
     assert disk["model"].tolist() == MODELS + ["cpg_density", "composition_gbm"]
     assert disk["train_sites"].tolist() == [600, 300, 600, 600]
