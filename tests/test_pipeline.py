@@ -58,15 +58,15 @@ def test_predictions_read_as_one_table(demo_run):
     cfg, _ = demo_run
     glob = f"{cfg.out_dir}/predictions/*.parquet"
     per_model = duckdb.sql(f"select model, tissue, count(*) n, avg(beta_pred) p from read_parquet('{glob}') group by all order by model").fetchall()
-    assert [(m, t) for m, t, _, _ in per_model] == [("cpg_density", "imr90"), ("mrcnn", "imr90")]
-    assert per_model[0][2] == per_model[1][2] > 500  # the same held-out CpGs for both models
+    assert [(m, t) for m, t, _, _ in per_model] == [("composition_gbm", "imr90"), ("cpg_density", "imr90"), ("mrcnn", "imr90")]
+    assert per_model[0][2] == per_model[1][2] == per_model[2][2] > 500  # the same held-out CpGs for every model
     rel = duckdb.sql(f"select * from read_parquet('{glob}')")
     assert rel.columns == predictions.COLUMNS
     assert [str(t) for t in rel.types] == ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "FLOAT", "DOUBLE", "BOOLEAN", "VARCHAR"]
     pl = pytest.importorskip("polars")  # not a test extra; checked where installed
     assert pl.read_parquet(glob).columns == predictions.COLUMNS
     both = pd.read_parquet(f"{cfg.out_dir}/predictions")
-    assert list(both.columns) == predictions.COLUMNS and both["model"].nunique() == 2
+    assert list(both.columns) == predictions.COLUMNS and both["model"].nunique() == 3
 
 
 def test_metric_table_columns_present_and_finite(demo_run):
