@@ -127,6 +127,12 @@ def file_safe_name(value: str, what: str) -> str:
     return value
 
 
+def unique_names(names: list[str], what: str, *, required: bool = True) -> None:
+    """Raise ``ValueError`` if a name appears twice, or (``required``) if there is none."""
+    if (required and not names) or len(set(names)) != len(names):
+        raise ValueError(f"expected at least one {what}, names unique; got {names}")
+
+
 def resolve_path(path: str | None, base: str) -> str | None:
     """``path`` resolved against ``base``: unchanged when None, absolute or remote (``s3://``).
 
@@ -198,9 +204,7 @@ class RunConfig(JobConfig):
     @field_validator("tissues")
     @classmethod
     def _unique_tissues(cls, v):
-        names = [t.name for t in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"tissue names must be unique, got {names}")
+        unique_names([t.name for t in v], "tissue", required=False)
         return v
 
     def resolve_inputs(self, data_dir: str, cwd: str) -> None:

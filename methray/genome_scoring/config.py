@@ -36,7 +36,7 @@ import re
 from pydantic import Field, field_validator
 
 from .. import storage
-from ..config import JobConfig, MethylationFormat, Section, file_safe_name, load_job_config, resolve_path
+from ..config import JobConfig, MethylationFormat, Section, file_safe_name, load_job_config, resolve_path, unique_names
 from ..errors import MethrayError
 from ..regions import parse_region
 from ..shards import DEFAULT_SHARD_BP
@@ -79,9 +79,7 @@ class TissueSetConfig(JobConfig):
     @field_validator("tissues")
     @classmethod
     def _unique(cls, v):
-        names = [t.name for t in v]
-        if not v or len(set(names)) != len(names):
-            raise ValueError(f"expected at least one tissue, names unique; got {names}")
+        unique_names([t.name for t in v], "tissue")
         return v
 
     @field_validator("regions")

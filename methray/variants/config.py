@@ -25,7 +25,7 @@ import os
 from pydantic import Field, field_validator
 
 from .. import storage
-from ..config import JobConfig, Section, file_safe_name, load_job_config, read_config_data, resolve_path
+from ..config import JobConfig, Section, file_safe_name, load_job_config, read_config_data, resolve_path, unique_names
 
 
 class ModelEntry(Section):
@@ -57,9 +57,7 @@ class VariantsConfig(JobConfig):
     @field_validator("checkpoints")
     @classmethod
     def _unique(cls, v):
-        names = [m.name for m in v]
-        if not v or len(set(names)) != len(names):
-            raise ValueError(f"expected at least one checkpoint, names unique; got {names}")
+        unique_names([m.name for m in v], "checkpoint")
         return v
 
     def resolve_inputs(self, data_dir: str, cwd: str) -> None:
