@@ -32,9 +32,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import split as splitting
 from . import storage
@@ -43,7 +50,7 @@ from .errors import MethrayError
 from .genome import open_reference
 from .io.bed import load_islands
 from .io.methylation import MethylationReader, ReadOptions
-from .sites import call_sites, write_sites
+from .sites import SiteCaller, SitesWriter
 
 log = logging.getLogger(__name__)
 
@@ -84,37 +91,15 @@ class TissueCounts:
         )
 
 
-def read_tissue(tissue, ref, max_non_cpg_fraction: float) -> tuple[pd.DataFrame, TissueCounts]:
-    """Stream one tissue's file through its reader and :func:`methray.sites.call_sites`.
+def tissue_contigs(tissue, reference: str, cpg_islands: str | None, settings, counts: TissueCounts,
+                   chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Read, check, merge, filter and flag one tissue's file, yielding one contig at a time.
 
-    Returns
-    -------
-    (pd.DataFrame, TissueCounts)
-        The measured CpGs (see :func:`methray.sites.call_sites`) and the counts of everything
-        read and dropped.
-
-    Raises
-    ------
-    MethrayError
-        See :class:`methray.io.methylation.MethylationReader` and :func:`methray.sites.call_sites`.
-    """
-    reader = MethylationReader(tissue.path, tissue.format, ReadOptions(tissue.value_scale, tissue.modkit_5hmc))
-    sites, called = call_sites(
-        reader.chunks(), ref, tissue.path, max_non_cpg_fraction,
-        contig_map=tissue.contig_map, match_contig_names=tissue.match_contig_names, duplicates=tissue.duplicates,
-    )
-    st = reader.stats
-    counts = TissueCounts(tissue.name, tissue.path, format=reader.format, format_detected=st.detected, **asdict(called))
-    counts.rows_read = st.rows  # every data row, before the context / modification / coverage drops
-    counts.other_context_dropped, counts.other_modification_dropped = st.other_context, st.other_modification
-    counts.zero_coverage_dropped = st.zero_coverage
-    return sites, counts
-
-
-def prepare_tissue(tissue, reference: str, cpg_islands: str | None, settings) -> tuple[pd.DataFrame, TissueCounts]:
-    """Read, check, merge, filter and flag one tissue's methylation file.
-
-    Runs in the driver for one tissue, as a Ray task per tissue for several.
+    The file is read ``chunk_rows`` rows at a time (default
+    :data:`methray.io.text.CHUNK_ROWS`) through its format's reader and checked chunk by chunk
+    (:class:`methray.sites.SiteCaller`); then each contig's CpGs are merged, filtered by
+    coverage and flagged for CpG islands. Memory is bounded by a chunk plus one contig's rows,
+    never the whole file.
 
     Parameters
     ----------
@@ -124,33 +109,137 @@ def prepare_tissue(tissue, reference: str, cpg_islands: str | None, settings) ->
         FASTA and CpG-island BED paths.
     settings
         The run's :class:`methray.config.PrepareConfig`.
+    counts
+        Filled as the file is read; complete once the generator is exhausted.
+    chunk_rows
+        Rows per chunk read from the file.
+
+    Yields
+    ------
+    pd.DataFrame
+        One contig's kept CpGs, in reference order: ``chrom, pos, n_meth, n_total, beta, tissue,
+        in_cpg_island`` (see the module docstring).
+
+    Raises
+    ------
+    MethrayError
+        See :class:`methray.io.methylation.MethylationReader` and :func:`methray.sites.call_sites`.
+    """
+    ref = open_reference(reference)
+    islands = load_islands(cpg_islands)
+    reader = MethylationReader(tissue.path, tissue.format, ReadOptions(tissue.value_scale, tissue.modkit_5hmc))
+    counts.format, counts.format_detected = reader.format, reader.stats.detected
+    with SiteCaller(ref, tissue.path, settings.max_non_cpg_fraction, contig_map=tissue.contig_map,
+                    match_contig_names=tissue.match_contig_names, duplicates=tissue.duplicates) as caller:
+        for chunk in reader.chunks(chunk_rows):
+            caller.add(chunk)
+        st = reader.stats
+        counts.rows_read = st.rows  # every data row, before the context / modification / coverage drops
+        counts.other_context_dropped, counts.other_modification_dropped = st.other_context, st.other_modification
+        counts.zero_coverage_dropped = st.zero_coverage
+        caller.finish()
+        for cpgs in caller.contigs():
+            known = cpgs["n_total"].notna()
+            low = known & (cpgs["n_total"] < settings.min_coverage)
+            counts.coverage_unknown += int((~known).sum())
+            counts.low_coverage_dropped += int(low.sum())
+            cpgs = cpgs[~low].copy()
+            cpgs["tissue"] = tissue.name
+            cpgs["in_cpg_island"] = islands.flag(cpgs["chrom"].to_numpy(), cpgs["pos"].to_numpy())
+            counts.kept += len(cpgs)
+            counts.in_cpg_island += int(cpgs["in_cpg_island"].sum())
+            yield cpgs
+        called = caller.counts
+    counts.non_cpg_dropped, counts.past_contig_end = called.non_cpg_dropped, called.past_contig_end
+    counts.duplicates_summed, counts.cpgs, counts.cpgs_both_strands = called.duplicates_summed, called.cpgs, called.cpgs_both_strands
+    counts.contigs_renamed = dict(called.contigs_renamed)
+
+
+def prepare_tissue(tissue, reference: str, cpg_islands: str | None, settings, chunk_rows: int | None = None) -> tuple[pd.DataFrame, TissueCounts]:
+    """One tissue's kept CpGs in one table (for small files and tests; :func:`prepare` streams).
 
     Returns
     -------
     (pd.DataFrame, TissueCounts)
-        ``chrom, pos, n_meth, n_total, beta, tissue, in_cpg_island`` of the kept CpGs, and the
-        counts of what was read, dropped and kept.
+        ``chrom, pos, n_meth, n_total, beta, tissue, in_cpg_island`` of the kept CpGs (see
+        :func:`tissue_contigs`), and the counts of what was read, dropped and kept.
     """
-    ref = open_reference(reference)
-    islands = load_islands(cpg_islands)
-    cpgs, counts = read_tissue(tissue, ref, settings.max_non_cpg_fraction)
-    known = cpgs["n_total"].notna()
-    low = known & (cpgs["n_total"] < settings.min_coverage)
-    counts.coverage_unknown = int((~known).sum())
-    counts.low_coverage_dropped = int(low.sum())
-    cpgs = cpgs[~low].copy()
-    cpgs["tissue"] = tissue.name
-    cpgs["in_cpg_island"] = islands.flag(cpgs["chrom"].to_numpy(), cpgs["pos"].to_numpy())
-    counts.kept = len(cpgs)
-    counts.in_cpg_island = int(cpgs["in_cpg_island"].sum())
-    return cpgs, counts
+    counts = TissueCounts(tissue.name, tissue.path)
+    parts = list(tissue_contigs(tissue, reference, cpg_islands, settings, counts, chunk_rows))
+    if not parts:
+        return pd.DataFrame({c: [] for c in TISSUE_COLUMNS}), counts
+    return pd.concat(parts, ignore_index=True), counts
 
 
-def prepare(cfg: RunConfig) -> list[TissueCounts]:
+TISSUE_COLUMNS = ["chrom", "pos", "n_meth", "n_total", "beta", "tissue", "in_cpg_island"]
+
+
+def _part_path(parts: str, index: int, chrom: str) -> str:
+    return storage.join(parts, str(index), f"{quote(chrom, safe='')}.parquet")
+
+
+def write_tissue_parts(index: int, tissue, reference: str, cpg_islands: str | None, settings, parts: str,
+                       chunk_rows: int | None = None) -> tuple[TissueCounts, dict[str, int]]:
+    """Prepare one tissue (:func:`tissue_contigs`) into one Parquet file per contig under ``parts``.
+
+    Runs in the driver for one tissue, as a Ray task per tissue for several.
+
+    Parameters
+    ----------
+    index
+        The tissue's position in the run (the folder ``<parts>/<index>/``).
+    parts
+        Folder (local or ``s3://``) for the per-contig files ``<index>/<contig>.parquet``
+        (``pos, n_meth, n_total, beta, in_cpg_island``), read back by :func:`prepare`.
+
+    Returns
+    -------
+    (TissueCounts, dict)
+        The counts, and the kept CpGs per contig (contigs with data, reference order).
+    """
+    counts = TissueCounts(tissue.name, tissue.path)
+    rows = {}
+    fs, _ = storage.arrow_location(parts)
+    for cpgs in tissue_contigs(tissue, reference, cpg_islands, settings, counts, chunk_rows):
+        if cpgs.empty:
+            continue
+        chrom = cpgs["chrom"].iloc[0]
+        path = _part_path(parts, index, chrom)
+        if not storage.is_remote(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = pa.Table.from_pandas(cpgs[PART_COLUMNS], preserve_index=False)
+        if fs is None:
+            pq.write_table(data, path)
+        else:
+            pq.write_table(data, storage.arrow_location(path)[1], filesystem=fs)
+        rows[chrom] = len(cpgs)
+    return counts, rows
+
+
+PART_COLUMNS = ["pos", "n_meth", "n_total", "beta", "in_cpg_island"]
+
+
+def _read_part(parts: str, index: int, chrom: str, columns: list[str] | None = None) -> pd.DataFrame:
+    fs, path = storage.arrow_location(_part_path(parts, index, chrom))
+    return pq.read_table(path, filesystem=fs, columns=columns).to_pandas()
+
+
+def prepare(cfg: RunConfig, chunk_rows: int | None = None) -> list[TissueCounts]:
     """Run the prepare stage for every tissue of ``cfg`` and write the CpG table.
 
-    Writes the sites table ``<out_dir>/cpg_table/`` (:mod:`methray.sites`),
-    ``<out_dir>/split_regions.tsv`` and ``<out_dir>/prepare_report.json``.
+    Each tissue's file is streamed into per-contig parts (:func:`write_tissue_parts`; one Ray
+    task per tissue when there are several); the hold-out regions are planned from per-contig
+    counts; then the table is written contig by contig (all tissues of a contig sorted by
+    ``pos, tissue``, split labels assigned). No process holds more than a chunk of a file and
+    one contig's rows (of every tissue). Writes the sites table ``<out_dir>/cpg_table/``
+    (:mod:`methray.sites`), ``<out_dir>/split_regions.tsv`` and ``<out_dir>/prepare_report.json``.
+
+    Parameters
+    ----------
+    cfg
+        The run's configuration.
+    chunk_rows
+        Rows per chunk read from each file (default :data:`methray.io.text.CHUNK_ROWS`).
 
     Returns
     -------
@@ -164,38 +253,66 @@ def prepare(cfg: RunConfig) -> list[TissueCounts]:
         written then.
     """
     ref = open_reference(cfg.reference)
-    if len(cfg.tissues) > 1:
-        # Several files: one Ray task each, in parallel (each task maps the shared genome cache).
-        import ray
+    parts = cfg.path(f"._prepare-parts-{uuid.uuid4().hex[:8]}")
+    try:
+        if len(cfg.tissues) > 1:
+            # Several files: one Ray task each, in parallel (each task maps the shared genome cache).
+            import ray
 
-        from .runtime import init_ray
+            from .runtime import init_ray
 
-        init_ray(cfg)
-        task = ray.remote(num_cpus=1, max_retries=0)(prepare_tissue)
-        try:
-            done = ray.get([task.remote(t, cfg.reference, cfg.cpg_islands, cfg.prepare) for t in cfg.tissues])
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, MethrayError):  # an input problem: the one-line error, not a remote traceback
-                raise exc.cause from None
-            raise
-    else:
-        t = cfg.tissues[0]
-        done = [prepare_tissue(t, cfg.reference, cfg.cpg_islands, cfg.prepare)]
-    tables = [d[0] for d in done]
-    reports = [d[1] for d in done]
-    table = pd.concat(tables, ignore_index=True)
-    if table.empty:
-        raise MethrayError("prepare: no CpG passed the filters; nothing to train on")
-    regions = splitting.plan_regions(table[["chrom", "pos"]].drop_duplicates(), ref.chroms, ref.sizes, cfg.split)
-    table["split"] = splitting.assign(regions, table["chrom"].to_numpy(), table["pos"].to_numpy(), cfg.split.gap_bp)
-    for counts in reports:
-        labels = table.loc[table["tissue"] == counts.tissue, "split"]
-        counts.split = {s: int((labels == s).sum()) for s in splitting.SPLITS}
-    rank = {c: i for i, c in enumerate(ref.chroms)}
-    table = table.sort_values(["chrom", "pos", "tissue"], key=lambda s: s.map(rank) if s.name == "chrom" else s, kind="stable")
-    write_sites(table, cfg.sites_table, cfg.prepare.rows_per_file)
+            init_ray(cfg)
+            task = ray.remote(num_cpus=1, max_retries=0)(write_tissue_parts)
+            try:
+                done = ray.get([task.remote(i, t, cfg.reference, cfg.cpg_islands, cfg.prepare, parts, chunk_rows)
+                                for i, t in enumerate(cfg.tissues)])
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, MethrayError):  # an input problem: the one-line error, not a remote traceback
+                    raise exc.cause from None
+                raise
+        else:
+            done = [write_tissue_parts(0, cfg.tissues[0], cfg.reference, cfg.cpg_islands, cfg.prepare, parts, chunk_rows)]
+        reports = [d[0] for d in done]
+        rows = [d[1] for d in done]
+        chroms = [c for c in ref.chroms if any(c in r for r in rows)]
+        if not chroms:
+            raise MethrayError("prepare: no CpG passed the filters; nothing to train on")
+
+        def positions(chrom: str) -> np.ndarray:  # distinct positions of one contig over every tissue, sorted
+            pos = [_read_part(parts, i, chrom, ["pos"])["pos"].to_numpy(np.int64) for i, r in enumerate(rows) if chrom in r]
+            return pos[0] if len(pos) == 1 else np.unique(np.concatenate(pos))
+
+        distinct = {c: rows[0][c] for c in chroms} if len(rows) == 1 else {c: len(positions(c)) for c in chroms}
+        regions = splitting.plan_regions_by_chrom(distinct, positions, ref.chroms, ref.sizes, cfg.split)
+        for counts in reports:
+            counts.split = dict.fromkeys(splitting.SPLITS, 0)
+        with SitesWriter(cfg.sites_table, cfg.prepare.rows_per_file) as writer:
+            for chrom in chroms:
+                frames = []
+                for i, (counts, r) in enumerate(zip(reports, rows)):
+                    if chrom in r:
+                        part = _read_part(parts, i, chrom)
+                        part.insert(0, "chrom", chrom)
+                        part.insert(5, "tissue", counts.tissue)
+                        frames.append(part)
+                table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+                table["split"] = splitting.assign(regions, table["chrom"].to_numpy(), table["pos"].to_numpy(), cfg.split.gap_bp)
+                for counts in reports:
+                    labels = table.loc[table["tissue"] == counts.tissue, "split"]
+                    for s in splitting.SPLITS:
+                        counts.split[s] += int((labels == s).sum())
+                table = table.sort_values(["pos", "tissue"], kind="stable")
+                writer.write(table)
+    finally:
+        _remove(parts)
     with storage.atomic_write(cfg.path("split_regions.tsv")) as fh:
         regions.to_csv(fh, sep="\t", index=False)
     with storage.atomic_write(cfg.path("prepare_report.json")) as fh:
         json.dump([asdict(r) for r in reports], fh, indent=2)
     return reports
+
+
+def _remove(path: str) -> None:
+    fs, p = storage.filesystem(path)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)

@@ -57,7 +57,27 @@ def plan_regions(sites: pd.DataFrame, chrom_order: list[str], sizes: dict[str, i
     MethrayError
         A held-out chromosome that has no data or is not in the reference; no training data left.
     """
-    chroms = [c for c in chrom_order if c in set(sites["chrom"].unique())]
+    distinct = sites[["chrom", "pos"]].drop_duplicates()
+    counts = distinct["chrom"].value_counts()
+    return plan_regions_by_chrom({c: int(n) for c, n in counts.items()},
+                                 lambda c: np.sort(distinct.loc[distinct["chrom"] == c, "pos"].to_numpy(np.int64)), chrom_order, sizes, cfg)
+
+
+def plan_regions_by_chrom(counts: dict[str, int], positions, chrom_order: list[str], sizes: dict[str, int], cfg: SplitConfig) -> pd.DataFrame:
+    """:func:`plan_regions` from per-chromosome figures, for callers that stream the sites.
+
+    Parameters
+    ----------
+    counts
+        Distinct measured CpGs (all tissues) per chromosome.
+    positions
+        ``positions(chrom)`` -> ``(n,) int64`` sorted distinct 0-based positions of one
+        chromosome's measured CpGs; called (once per chromosome) only for the contiguous-block
+        hold-out, which uses one or two chromosomes.
+    chrom_order, sizes, cfg
+        As in :func:`plan_regions`.
+    """
+    chroms = [c for c in chrom_order if counts.get(c, 0) > 0]
     for c in [*cfg.val_chroms, *cfg.test_chroms]:
         if c not in chroms:
             raise MethrayError(f"split: held-out chromosome {c!r} has no measured CpGs (have {', '.join(chroms)})")
@@ -66,7 +86,7 @@ def plan_regions(sites: pd.DataFrame, chrom_order: list[str], sizes: dict[str, i
     if cfg.val_chroms or cfg.test_chroms or len(chroms) >= 3:
         test, val = list(cfg.test_chroms), list(cfg.val_chroms)
         if not (test or val):
-            counts = sites["chrom"].value_counts()
+            counts = pd.Series(counts, dtype=np.int64)
             order = [chroms[i] for i in rng.permutation(len(chroms))]
             total = counts.sum()
             for c in order:
@@ -78,7 +98,7 @@ def plan_regions(sites: pd.DataFrame, chrom_order: list[str], sizes: dict[str, i
             rows.append((c, 0, sizes[c], "test" if c in test else "val" if c in val else "train"))
     else:
         for c in chroms:
-            pos = np.sort(sites.loc[sites["chrom"] == c, "pos"].to_numpy(np.int64))
+            pos = positions(c)
             n_test = max(1, round(cfg.test_fraction * cfg.n_blocks))
             n_val = round(cfg.val_fraction * cfg.n_blocks) if cfg.val_fraction > 0 else 0
             if n_test + n_val >= cfg.n_blocks or len(pos) < cfg.n_blocks:
