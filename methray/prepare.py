@@ -145,7 +145,7 @@ def tissue_contigs(tissue, reference: str, cpg_islands: str | None, settings, co
             counts.low_coverage_dropped += int(low.sum())
             cpgs = cpgs[~low].copy()
             cpgs["tissue"] = tissue.name
-            cpgs["in_cpg_island"] = islands.flag(cpgs["chrom"].to_numpy(), cpgs["pos"].to_numpy())
+            cpgs["in_cpg_island"] = islands.contains(cpgs["chrom"].iloc[0], cpgs["pos"].to_numpy()) if len(cpgs) else False
             counts.kept += len(cpgs)
             counts.in_cpg_island += int(cpgs["in_cpg_island"].sum())
             yield cpgs

@@ -77,10 +77,10 @@ class IntervalIndex:
 
     def flag(self, chroms: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Membership for sites on several chromosomes, ``(N,) bool``."""
-        chroms = np.asarray(chroms)
-        out = np.zeros(len(chroms), dtype=bool)
-        for chrom in np.unique(chroms):
-            sel = chroms == chrom
+        codes, names = pd.factorize(np.asarray(chroms))  # hashing, not sorting strings: genome-scale tables
+        out = np.zeros(len(codes), dtype=bool)
+        for k, chrom in enumerate(names):
+            sel = codes == k
             out[sel] = self.contains(str(chrom), np.asarray(positions)[sel])
         return out
 
