@@ -108,3 +108,47 @@ def test_bigwig_refuses_blocks_out_of_sorted_order(tmp_path):
     with pytest.raises(ValueError, match="sorted chromosome order"):
         tracks.write_bigwig(str(tmp_path / "x.bw"), {"chr9": 100, "chr10": 100}, blocks)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_assembly_streams_shard_by_shard_and_equals_the_whole_table_writers(imr90_betas, tmp_path, monkeypatch):
+    # score-genome's assembly over 1 Mb shards of the real IMR90 sites: the same bedGraph bytes
+    # and bigWig values as writing the whole table at once, holding one shard at a time.
+    import pyBigWig
+
+    from methray.genome_scoring import outputs
+    from methray.genome_scoring.plan import ShardCounts
+    from methray.shards import plan_shards
+
+    sizes = {"chr22": CHR22_BP}
+    shards = plan_shards(sizes, 1_000_000)
+    pos = imr90_betas["pos"].to_numpy()
+    counts = []
+    for s in shards:
+        a, b = np.searchsorted(pos, [s.start, s.end])
+        part = imr90_betas.iloc[a:b]
+        if b > a:
+            df = pd.DataFrame({"pos": part["pos"], "in_cpg_island": False, "pred.imr90": part["beta_pred"].astype(np.float32)})
+            outputs.write_shard(str(tmp_path), s, df, {"imr90": "mrcnn"})
+        counts.append(ShardCounts(cpgs=int(b - a)))
+    held = []
+    read_shard = outputs.read_shard
+
+    def spy(*args):
+        df = read_shard(*args)
+        held.append(len(df))
+        return df
+
+    monkeypatch.setattr(outputs, "read_shard", spy)
+    out = outputs.assemble_tracks(str(tmp_path), "imr90", "mrcnn", "d", shards, counts, sizes)
+    # Each shard read once per track, never more than one shard's rows at a time.
+    assert sum(held) == 2 * len(imr90_betas) and max(held) == max(c.cpgs for c in counts) < len(imr90_betas) // 5
+
+    whole = imr90_betas.assign(beta_pred=imr90_betas["beta_pred"].astype(np.float32))  # the shard files' float32
+    tracks.write_bedgraph(whole, str(tmp_path / "whole.bedGraph"), name="imr90 mrcnn", description="d", chrom_order=["chr22"])
+    assert (tmp_path / "whole.bedGraph").read_bytes() == open(out["bedGraph"], "rb").read()
+    tracks.write_bigwig(str(tmp_path / "whole.bw"), sizes, [tracks.site_entries(whole, "chr22")])
+    with pyBigWig.open(out["bigWig"]) as got, pyBigWig.open(str(tmp_path / "whole.bw")) as want:
+        assert got.intervals("chr22") == want.intervals("chr22") and len(got.intervals("chr22")) == len(whole)
+        assert got.header() == want.header()
+        for start, end in ((0, CHR22_BP), (25_000_000, 30_000_000)):
+            assert got.stats("chr22", start, end, type="mean") == want.stats("chr22", start, end, type="mean")
