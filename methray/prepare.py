@@ -21,6 +21,10 @@ For each tissue:
 6. flag CpG-island membership from ``cpg_islands`` (BED);
 7. assign the hold-out split (:mod:`methray.split`).
 
+Steps 1-4 run chunk by chunk and then contig by contig (:class:`methray.sites.SiteCaller`),
+5-7 contig by contig: memory is bounded by a chunk of the file plus one contig's rows, for
+files of any size (:func:`prepare`).
+
 The table (``<out_dir>/cpg_table``) has one row per (tissue, CpG): ``chrom`` (hive partition),
 ``pos`` (int64, 0-based C on the + strand), ``n_meth``, ``n_total`` (float64; NaN when the
 format has no counts), ``beta`` (float64, 0..1), ``tissue`` (str), ``in_cpg_island`` (bool),
