@@ -58,6 +58,9 @@ from .sites import SiteCaller, SitesWriter
 
 log = logging.getLogger(__name__)
 
+TISSUE_COLUMNS = ["chrom", "pos", "n_meth", "n_total", "beta", "tissue", "in_cpg_island"]  # one tissue's kept CpGs
+PART_COLUMNS = ["pos", "n_meth", "n_total", "beta", "in_cpg_island"]  # a per-contig part (chrom and tissue implied)
+
 
 @dataclass
 class TissueCounts:
@@ -175,9 +178,6 @@ def prepare_tissue(tissue, reference: str, cpg_islands: str | None, settings, ch
     return pd.concat(parts, ignore_index=True), counts
 
 
-TISSUE_COLUMNS = ["chrom", "pos", "n_meth", "n_total", "beta", "tissue", "in_cpg_island"]
-
-
 def _part_path(parts: str, index: int, chrom: str) -> str:
     return storage.join(parts, str(index), f"{quote(chrom, safe='')}.parquet")
 
@@ -203,7 +203,6 @@ def write_tissue_parts(index: int, tissue, reference: str, cpg_islands: str | No
     """
     counts = TissueCounts(tissue.name, tissue.path)
     rows = {}
-    fs, _ = storage.arrow_location(parts)
     for cpgs in tissue_contigs(tissue, reference, cpg_islands, settings, counts, chunk_rows):
         if cpgs.empty:
             continue
@@ -211,16 +210,10 @@ def write_tissue_parts(index: int, tissue, reference: str, cpg_islands: str | No
         path = _part_path(parts, index, chrom)
         if not storage.is_remote(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        data = pa.Table.from_pandas(cpgs[PART_COLUMNS], preserve_index=False)
-        if fs is None:
-            pq.write_table(data, path)
-        else:
-            pq.write_table(data, storage.arrow_location(path)[1], filesystem=fs)
+        fs, inner = storage.arrow_location(path)  # (None, path) locally
+        pq.write_table(pa.Table.from_pandas(cpgs[PART_COLUMNS], preserve_index=False), inner, filesystem=fs)
         rows[chrom] = len(cpgs)
     return counts, rows
-
-
-PART_COLUMNS = ["pos", "n_meth", "n_total", "beta", "in_cpg_island"]
 
 
 def _read_part(parts: str, index: int, chrom: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -267,10 +260,13 @@ def prepare(cfg: RunConfig, chunk_rows: int | None = None) -> list[TissueCounts]
 
             init_ray(cfg)
             task = ray.remote(num_cpus=1, max_retries=0)(write_tissue_parts)
+            refs = [task.remote(i, t, cfg.reference, cfg.cpg_islands, cfg.prepare, parts, chunk_rows) for i, t in enumerate(cfg.tissues)]
             try:
-                done = ray.get([task.remote(i, t, cfg.reference, cfg.cpg_islands, cfg.prepare, parts, chunk_rows)
-                                for i, t in enumerate(cfg.tissues)])
+                done = ray.get(refs)
             except ray.exceptions.RayTaskError as exc:
+                for ref in refs:  # stop the other files' tasks before their parts are removed
+                    ray.cancel(ref, force=True)
+                ray.wait(refs, num_returns=len(refs), timeout=60)
                 if isinstance(exc.cause, MethrayError):  # an input problem: the one-line error, not a remote traceback
                     raise exc.cause from None
                 raise

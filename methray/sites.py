@@ -54,6 +54,7 @@ class CallCounts:
 
 
 _C, _G = 1, 2  # base codes (methray.encoding)
+SITE_COLUMNS = ["chrom", "pos", "n_meth", "n_total", "beta"]  # what call_sites / SiteCaller.contigs return
 _MITO = ("chrM", "chrMT", "MT", "M")
 
 
@@ -297,9 +298,6 @@ def _merge_strands(df: pd.DataFrame, chrom: str, source: str, duplicates: str) -
     merged["beta"] = np.where(has_counts, merged["n_meth"] / merged["n_total"].where(merged["n_total"] > 0), merged["beta_mean"])
     merged["chrom"] = np.full(len(merged), chrom, dtype=object)
     return merged[SITE_COLUMNS], int((strands.to_numpy() > 1).sum()), int(dup.sum())
-
-
-SITE_COLUMNS = ["chrom", "pos", "n_meth", "n_total", "beta"]
 
 
 def call_sites(

@@ -129,3 +129,13 @@ def test_a_failed_prepare_leaves_no_parts_and_no_table(tmp_path):
         prepare(cfg)
     assert not Path(cfg.sites_table).exists() and not list(Path(cfg.out_dir).glob("._prepare-parts-*"))
     assert not Path(cfg.path("prepare_report.json")).exists()
+
+
+def test_a_failed_tissue_task_leaves_no_parts_of_the_other_tissues(ray_session, imr90_slice, tmp_path):
+    bad = tmp_path / "bad.cov"
+    bad.write_text("chrUn\t100\t100\t50.0\t1\t1\n")
+    cfg = load_config(data=slice_config(tmp_path / "run", imr90_slice,
+                                        tissues=[{"name": "good", "path": str(imr90_slice)}, {"name": "bad", "path": str(bad)}]))
+    with pytest.raises(MethrayError, match="chrUn"):
+        prepare(cfg)
+    assert not Path(cfg.sites_table).exists() and not list(Path(cfg.out_dir).glob("._prepare-parts-*"))
