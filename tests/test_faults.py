@@ -267,6 +267,7 @@ def _ray_logs(env: dict, pattern: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_training_survives_outages_through_checkpoints(store, tmp_path):
     """An outage past the budget during epoch 2's checkpoint upload ends ``methray train`` with
     one line; the rerun resumes from epoch 1's checkpoint, rides out a 3 s outage during its own
@@ -281,14 +282,14 @@ def test_training_survives_outages_through_checkpoints(store, tmp_path):
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     out = f"{BUCKET}/train"
     fs.put(str(prep / "cpg_table"), f"{out}/cpg_table", recursive=True)
-    cfg = slice_config(f"s3://{out}", cov, train={"epochs": 3, "max_train_sites": 300}, ray={"num_cpus": 2},
-                       s3={"endpoint_url": proxy.url, "region": "us-east-1"}, storage=FAST)
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
-    args = ["train", "--config", "train.yaml"]
+    for name, policy in (("train.yaml", FAST), ("rerun.yaml", {**FAST, "retry_budget_s": 30})):
+        cfg = slice_config(f"s3://{out}", cov, train={"epochs": 3, "max_train_sites": 300}, ray={"num_cpus": 2},
+                           s3={"endpoint_url": proxy.url, "region": "us-east-1"}, storage=policy)
+        (tmp_path / name).write_text(yaml.safe_dump(cfg))
 
     # Down from the start of epoch 2's checkpoint upload (its second latest.pt) until told.
     proxy.down_after_put(2, seconds=3600, match="latest.pt")
-    failed, seconds = _run(proxy, tmp_path, args, _env(tmp_path), timeout=HANG_S)
+    failed, seconds = _run(proxy, tmp_path, ["train", "--config", "train.yaml"], _env(tmp_path), timeout=HANG_S)
     line = _assert_one_error_line(failed)
     print(f"training, outage > budget: exit {failed.returncode} after {seconds}: {line}")
     assert "S3 unreachable" in line or "S3 connection lost" in line
@@ -296,10 +297,11 @@ def test_training_survives_outages_through_checkpoints(store, tmp_path):
     proxy.up()
     assert not fs.exists(f"{out}/checkpoint") and not fs.exists(f"{out}/train_history.tsv")
 
-    # The rerun resumes from epoch 1; the store goes away for 3 s as epoch 2's checkpoint uploads.
+    # The rerun (same out_dir, a budget of 30 s) resumes from epoch 1; the store goes away for
+    # 3 s as epoch 2's checkpoint uploads.
     proxy.down_after_put(1, seconds=3, match="latest.pt")
     env = _env(tmp_path)
-    rerun, seconds = _run(proxy, tmp_path, args, env, timeout=HANG_S)
+    rerun, seconds = _run(proxy, tmp_path, ["train", "--config", "rerun.yaml"], env, timeout=HANG_S)
     print(f"training, rerun with a 3 s outage: exit {rerun.returncode} after {seconds}")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert not proxy.armed  # the outage happened
