@@ -76,11 +76,15 @@ def _store_up(store):
 
 
 def _env(tmp: Path) -> dict:
-    """The environment of a methray subprocess: test credentials, its own cache and Ray temp dir."""
+    """The environment of a methray subprocess: test credentials, its own Ray temp dir.
+
+    The local genome cache is shared by the session's runs (beside their temporary
+    directories), as by the runs of one machine: built once, not once a run.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
     env.update(
         PYTHONPATH=str(ROOT), AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
-        METHRAY_CACHE=str(tmp / "cache"), RAY_TMPDIR=tempfile.mkdtemp(prefix="mf", dir="/tmp"),
+        METHRAY_CACHE=str(tmp.parent / "methray-cache"), RAY_TMPDIR=tempfile.mkdtemp(prefix="mf", dir="/tmp"),
     )
     return env
 
@@ -216,46 +220,6 @@ def test_stalled_upload_does_not_hang_and_short_outage_is_survived(store, never_
     assert _outputs(fs, "2025-01-04") == reference
 
 
-# ---------------------------------------------------------------- in Ray tasks, actors and Ray Data
-
-
-@pytest.mark.ray
-def test_budget_spent_in_a_task_an_actor_or_ray_data_is_methray_error(ray_session, store):
-    from methray.errors import find_methray_error
-    from methray.runtime import configure_ray_data
-    from methray.storage import StorageError
-
-    proxy, _ = store
-    proxy.down()
-    path, endpoint, policy = f"s3://{BUCKET}/runs/none.parquet", proxy.url, {**FAST, "retry_budget_s": 2}
-
-    def lookup(_=None):  # defined here so that Ray ships it by value to its workers
-        from methray import storage
-
-        storage.configure_s3(endpoint, "us-east-1", policy)
-        return storage.exists(path)
-
-    class Probe:
-        def run(self):
-            return lookup()
-
-    env = {"env_vars": {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}}
-    task = ray_session.remote(lookup).options(runtime_env=env)
-    actor = ray_session.remote(Probe).options(runtime_env=env).remote()
-    configure_ray_data()
-    import ray.data
-
-    ds = ray.data.from_items([{"x": 1}]).map_batches(lambda b: {"x": [lookup()]}, runtime_env=env)
-    for where, run in (("task", lambda: ray_session.get(task.remote())),
-                       ("actor", lambda: ray_session.get(actor.run.remote())),
-                       ("ray data", lambda: ds.take_all())):
-        with pytest.raises(Exception) as info:
-            run()
-        err = find_methray_error(info.value)
-        assert isinstance(err, StorageError), (where, type(info.value), info.value)
-        assert ERROR_LINE.match(f"methray: error: {err}") and err.path == path, (where, str(err))
-
-
 # ---------------------------------------------------------------- training: Ray Train checkpoints on S3
 
 
@@ -265,6 +229,21 @@ def _ray_logs(env: dict, pattern: str) -> list[str]:
     for path in Path(env["RAY_TMPDIR"]).glob("ray/session_*/logs/*.err"):
         found += [line for line in path.read_text(errors="replace").splitlines() if re.search(pattern, line)]
     return found
+
+
+def test_ray_train_failures_unwrap_to_the_storage_error():
+    """Synthetic: the shapes in which Ray Train hands a worker's or its controller's error back."""
+    from ray.train import ControllerError, WorkerGroupError
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+
+    from methray.errors import find_methray_error
+    from methray.storage import StorageError
+
+    err = StorageError("s3://b/ray_train/run/checkpoint_1/latest.pt: upload failed (S3 unreachable) after 7 attempts over 8 s")
+    failures = {0: UserExceptionWithTraceback(RuntimeError("collective aborted"), "tb"), 1: UserExceptionWithTraceback(err, "tb")}
+    assert find_methray_error(WorkerGroupError("2 workers failed", failures)) is err
+    assert find_methray_error(ControllerError(err)) is err
+    assert find_methray_error(WorkerGroupError("a bug", {0: UserExceptionWithTraceback(KeyError("x"), "tb")})) is None
 
 
 @pytest.mark.slow
@@ -316,3 +295,43 @@ def test_training_survives_outages_through_checkpoints(store, tmp_path):
 
     model, loaded = checkpoint.load(str(tmp_path / "checkpoint"))  # a usable checkpoint: it loads and predicts
     assert loaded.epoch == meta["epoch"] and model(torch.zeros(2, 400, 4)).shape[0] == 2
+
+
+# ---------------------------------------------------------------- in Ray tasks, actors and Ray Data
+
+
+@pytest.mark.ray
+def test_budget_spent_in_a_task_an_actor_or_ray_data_is_methray_error(ray_session, store):
+    from methray.errors import find_methray_error
+    from methray.runtime import configure_ray_data
+    from methray.storage import StorageError
+
+    proxy, _ = store
+    proxy.down()
+    path, endpoint, policy = f"s3://{BUCKET}/runs/none.parquet", proxy.url, {**FAST, "retry_budget_s": 2}
+
+    def lookup(_=None):  # defined here so that Ray ships it by value to its workers
+        from methray import storage
+
+        storage.configure_s3(endpoint, "us-east-1", policy)
+        return storage.exists(path)
+
+    class Probe:
+        def run(self):
+            return lookup()
+
+    env = {"env_vars": {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}}
+    task = ray_session.remote(lookup).options(runtime_env=env)
+    actor = ray_session.remote(Probe).options(runtime_env=env).remote()
+    configure_ray_data()
+    import ray.data
+
+    ds = ray.data.from_items([{"x": 1}]).map_batches(lambda b: {"x": [lookup()]}, runtime_env=env)
+    for where, run in (("task", lambda: ray_session.get(task.remote())),
+                       ("actor", lambda: ray_session.get(actor.run.remote())),
+                       ("ray data", lambda: ds.take_all())):
+        with pytest.raises(Exception) as info:
+            run()
+        err = find_methray_error(info.value)
+        assert isinstance(err, StorageError), (where, type(info.value), info.value)
+        assert ERROR_LINE.match(f"methray: error: {err}") and err.path == path, (where, str(err))
