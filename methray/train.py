@@ -336,6 +336,17 @@ def checkpoint_uploader(storage_path: str):
     The checkpoint goes where Ray Train would put it, ``<run folder>/<checkpoint_dir_name>``
     on Ray Train's storage filesystem (its storage context, as Ray Train asks of a custom
     upload), so Ray Train manages it as its own: keeps, deletes and restores it.
+
+    Parameters
+    ----------
+    storage_path
+        Ray Train's storage (``RunConfig.storage_path``): a local folder or ``s3://``.
+
+    Returns
+    -------
+    callable or None
+        ``upload(checkpoint, checkpoint_dir_name) -> Checkpoint`` (the persisted one); it
+        raises :class:`~methray.storage.StorageError` when the retry budget is spent.
     """
     if not storage.is_remote(storage_path):
         return None
