@@ -26,16 +26,21 @@ def find_methray_error(exc: BaseException) -> MethrayError | None:
     ``ray.exceptions.RayTaskError`` (whose ``cause`` is the original error; it is also made an
     instance of the original's class, but its text is a remote traceback), a Ray Data
     ``UserCodeException`` (original as ``__cause__``), a Ray Train ``WorkerGroupError``
-    (``worker_failures``) or ``ControllerError``, or an error raised while handling one.
+    (``worker_failures``, each searched: a ``UserExceptionWithTraceback`` holding the worker's
+    error) or ``ControllerError``, or an error raised while handling one.
     The chain ``cause`` -> ``__cause__`` -> ``__context__`` is followed to methray's own error.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         inner = getattr(exc, "cause", None)  # RayTaskError: unwrap before the isinstance test
-        if inner is None:  # Ray Train: the first worker's failure, or the controller's
-            failures = getattr(exc, "worker_failures", None) or {}
-            inner = next(iter(failures.values()), None) or getattr(exc, "controller_failure", None)
+        failures = getattr(exc, "worker_failures", None) or {}
+        if inner is None and failures:  # Ray Train: any worker's (the others may fail in its wake)
+            return next(filter(None, map(find_methray_error, failures.values())), None)
+        if inner is None:  # Ray Train: the controller's failure
+            inner = getattr(exc, "controller_failure", None)
+        if inner is None:  # Ray Train: a worker's own error, as returned to the controller
+            inner = getattr(exc, "_base_exc", None)
         if isinstance(inner, BaseException):
             exc = inner
             continue

@@ -517,6 +517,27 @@ def download(remote: str, local: str | os.PathLike) -> None:
         fs.get_file(p, tmp)
 
 
+def put_dir(local: str | os.PathLike, remote: str) -> None:
+    """Upload every file under the local directory ``local`` to ``remote`` (``s3://``), same layout.
+
+    One object per file, each under the fault policy; an upload still failing when the retry
+    budget is spent raises :class:`StorageError`. Used instead of ``pyarrow.fs.copy_files``,
+    whose ``CopyFiles`` ignores the error of closing an output stream: through a Python
+    filesystem (:func:`arrow_location`) that is where an S3 upload happens, so a failed upload
+    would pass as copied (pyarrow 26).
+
+    Raises
+    ------
+    StorageError
+        An upload still failing when the retry budget was spent.
+    """
+    fs, root = filesystem(remote)
+    for dirpath, _, names in os.walk(local):
+        for name in sorted(names):
+            src = os.path.join(dirpath, name)
+            fs.put_file(src, f"{root}/{Path(os.path.relpath(src, local)).as_posix()}")
+
+
 def arrow_location(path: str):
     """``(pyarrow filesystem, path within it)`` for pyarrow and Ray; ``(None, path)`` locally.
 

@@ -15,7 +15,12 @@
   after ``patience`` epochs without improvement).
 - Fault tolerance: ``FailureConfig(max_failures=train.max_failures)``; a restarted worker
   group resumes from the latest checkpoint (:func:`ray.train.get_checkpoint`), and a rerun
-  with the same run directory resumes an unfinished run or reports a finished one.
+  with the same run directory resumes an unfinished run or reports a finished one. Checkpoint
+  uploads and downloads (workers, Ray Train's controller, the driver) run under the storage
+  fault policy (:mod:`methray.storage`): a short store outage is retried there; a
+  :class:`~methray.errors.MethrayError` in a worker (a storage retry budget spent, bad input)
+  ends the run at once instead of restarting the workers into the same error
+  (:class:`_StopOnMethrayError`), and reaches the caller unwrapped.
 - The best checkpoint is copied to ``<out_dir>/checkpoint`` (see :mod:`methray.checkpoint`);
   Ray Train's own run directory is ``<out_dir>/ray_train``.
 """
@@ -262,6 +267,7 @@ def train_loop_per_worker(config: dict) -> None:
         return  # a finished run: nothing to train (the driver reports it)
     model = ray.train.torch.prepare_model(model)
     data = ray.get(config["rows"])  # {"train": WindowRows, "val": WindowRows}: zero-copy numpy arrays
+    upload = checkpoint_uploader(config["storage_path"])
     train_rows, val_rows = data["train"], data["val"]
     val_order = _Strided(len(val_rows), rank, world)
     resumed_from = state["epoch"]
@@ -311,12 +317,48 @@ def train_loop_per_worker(config: dict) -> None:
                 torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict()}, Path(tmp, LATEST_FILE))
                 Path(tmp, STATE_FILE).write_text(json.dumps(state, indent=1))
                 shutil.copytree(best_dir, Path(tmp, BEST_DIR))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_upload_fn=upload)
         else:
             ray.train.report(metrics)
         if state["stale"] >= config["patience"]:
             break
     shutil.rmtree(best_dir, ignore_errors=True)
+
+
+def checkpoint_uploader(storage_path: str):
+    """The ``checkpoint_upload_fn`` of :func:`ray.train.report` for Ray Train storage at ``storage_path``.
+
+    On ``s3://`` a checkpoint is uploaded file by file under the storage fault policy
+    (:func:`methray.storage.put_dir`), so that an upload that fails raises in the worker;
+    Ray Train's own upload (``pyarrow.fs.copy_files``) would report it as saved. ``None``
+    (Ray Train's upload) for local storage.
+
+    The checkpoint goes where Ray Train would put it, ``<run folder>/<checkpoint_dir_name>``
+    on Ray Train's storage filesystem (its storage context, as Ray Train asks of a custom
+    upload), so Ray Train manages it as its own: keeps, deletes and restores it.
+
+    Parameters
+    ----------
+    storage_path
+        Ray Train's storage (``RunConfig.storage_path``): a local folder or ``s3://``.
+
+    Returns
+    -------
+    callable or None
+        ``upload(checkpoint, checkpoint_dir_name) -> Checkpoint`` (the persisted one); it
+        raises :class:`~methray.storage.StorageError` when the retry budget is spent.
+    """
+    if not storage.is_remote(storage_path):
+        return None
+    scheme = storage_path.split("://", 1)[0]
+
+    def upload(checkpoint: "ray.train.Checkpoint", checkpoint_dir_name: str) -> "ray.train.Checkpoint":
+        where = ray.train.get_context().get_storage()
+        path = f"{where.experiment_fs_path}/{checkpoint_dir_name}"
+        storage.put_dir(checkpoint.path, f"{scheme}://{path}")
+        return ray.train.Checkpoint(path=path, filesystem=where.storage_filesystem)
+
+    return upload
 
 
 class _Progress(ray.train.UserCallback):
@@ -328,6 +370,27 @@ class _Progress(ray.train.UserCallback):
     def after_report(self, run_context, metrics, checkpoint):
         if metrics:
             self.queue.put_nowait(dict(metrics[0]))
+
+
+class _StopOnMethrayError(ray.train.UserCallback):
+    """Ends the run when a worker fails with a :class:`~methray.errors.MethrayError`.
+
+    ``FailureConfig`` restarts the worker group after any worker error. A methray error is not
+    worth a restart: a storage operation that spent its retry budget
+    (:class:`~methray.storage.StorageError`) would spend it again in every restart, multiplying
+    the time to the error line by ``max_failures + 1``, and bad input stays bad. Raising here, in
+    Ray Train's controller, makes a non-retryable controller failure whose cause is the
+    worker's error (:func:`~methray.errors.find_methray_error` unwraps it). Workers that die
+    (a lost node, a killed process) are still restarted from the latest checkpoint.
+    """
+
+    def after_exception(self, run_context, worker_exceptions):
+        from .errors import find_methray_error
+
+        for exc in worker_exceptions.values():
+            err = find_methray_error(exc)
+            if err is not None:
+                raise err
 
 
 def _follow_progress(queue, label: str, stop: threading.Event, history: list[dict], echo: bool) -> None:
@@ -394,12 +457,17 @@ def fit(
     ------
     MethrayError
         No training or validation sites, or no epoch finished.
+    StorageError
+        Ray Train storage or the checkpoint on ``s3://`` still unreachable when the storage
+        retry budget (``storage.retry_budget_s``) was spent, in a worker, Ray Train's controller
+        or here; unwrapped from Ray Train's ``TrainingFailedError``. A rerun with the same
+        ``storage_path`` resumes from the latest checkpoint.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    from .errors import MethrayError
+    from .errors import MethrayError, find_methray_error
 
     start = time.perf_counter()
     n_train, n_val = len(train_rows), len(val_rows)
@@ -431,6 +499,7 @@ def fit(
     # Same data and settings -> same Ray Train run folder, so a rerun resumes (or reports) it;
     # changed ones start a new run instead of resuming one trained on something else.
     run_name = f"{name}-{run_fingerprint(train_rows, val_rows, reference, loop_config)}"
+    loop_config["storage_path"] = storage_path
     train_fs, train_storage = storage.arrow_location(storage_path)
     queue = Queue(actor_options={"num_cpus": 0})  # epoch metrics, controller -> driver
     trainer = TorchTrainer(
@@ -448,7 +517,7 @@ def fit(
             # Only the latest checkpoint is kept: it carries the best model in best/.
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
-            callbacks=[_Progress(queue)],
+            callbacks=[_Progress(queue), _StopOnMethrayError()],
         ),
     )
     stop, reported = threading.Event(), []
@@ -456,6 +525,11 @@ def fit(
     follower.start()
     try:
         result = trainer.fit()
+    except ray.train.TrainingFailedError as exc:  # a worker's or the controller's error, wrapped
+        err = find_methray_error(exc)
+        if err is None:
+            raise
+        raise err from exc
     finally:
         stop.set()
         follower.join(timeout=10)
@@ -569,9 +643,7 @@ def publish_checkpoint(checkpoint: "ray.train.Checkpoint", target: str) -> None:
     with tempfile.TemporaryDirectory(prefix="methray-ckpt-") as tmp:
         checkpoint.to_directory(tmp)
         if storage.is_remote(target):
-            fs, p = storage.filesystem(target)
-            for name in os.listdir(tmp):
-                fs.put_file(os.path.join(tmp, name), f"{p}/{name}")
+            storage.put_dir(tmp, target)
             return
         staging = storage.staging_dir(target)
         try:

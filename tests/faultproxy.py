@@ -10,7 +10,8 @@ pair of threads per connection, and can be switched at any time:
 - ``stall_after_put(n)``: forward normally, but once ``n`` HTTP ``PUT`` requests have been
   seen, stop reading from every connection and answer nothing (a store that stops reading
   mid-upload), until ``up()``;
-- ``down_after_put(n, seconds)``: forward normally; at the ``n``-th ``PUT`` request go
+- ``down_after_put(n, seconds, match=None)``: forward normally; at the ``n``-th ``PUT``
+  request (counting only those whose request line contains ``match``, when given) go
   ``down()`` for ``seconds`` (a store restart mid-run), then ``up()`` by itself.
 
 Receive buffers are kept small so that a stalled peer blocks the sender quickly, as it does
@@ -33,7 +34,8 @@ class FaultProxy:
         self.mode = "up"
         self.puts = 0
         self.fault_at: float | None = None  # time.monotonic() of the last fault switched on
-        self._trigger: tuple[str, int, float] | None = None
+        self._trigger: tuple[str, int, float, bytes | None] | None = None
+        self._matched = 0  # PUT requests whose request line holds the trigger's match
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -65,11 +67,17 @@ class FaultProxy:
 
     def stall_after_put(self, n: int) -> None:
         with self._lock:
-            self.puts, self._trigger = 0, ("stall", n, 0.0)
+            self.puts, self._trigger = 0, ("stall", n, 0.0, None)
 
-    def down_after_put(self, n: int, seconds: float) -> None:
+    def down_after_put(self, n: int, seconds: float, match: str | None = None) -> None:
         with self._lock:
-            self.puts, self._trigger = 0, ("down", n, seconds)
+            self.puts, self._matched = 0, 0
+            self._trigger = ("down", n, seconds, match.encode() if match else None)
+
+    @property
+    def armed(self) -> bool:
+        """Whether a ``*_after_put`` fault is still waiting for its ``PUT``."""
+        return self._trigger is not None
 
     def count_puts(self) -> None:
         """Start counting ``PUT`` requests (``self.puts``) from zero."""
@@ -139,10 +147,14 @@ class FaultProxy:
         with self._lock:
             self.puts += n
             trigger = self._trigger
-            if trigger is None or self.puts < trigger[1]:
+            if trigger is None:
+                return
+            kind, limit, seconds, match = trigger
+            if match is not None:
+                self._matched += sum(1 for line in data.split(b"\r\n") if line.startswith(b"PUT /") and match in line)
+            if (self._matched if match is not None else self.puts) < limit:
                 return
             self._trigger = None
-        kind, _, seconds = trigger
         if kind == "stall":
             self.mode, self.fault_at = "stalled", time.monotonic()
         else:

@@ -4,8 +4,11 @@ Genome-wide scoring of a 300 kb slice of the real chr22 (untrained MRCNN checkpo
 outputs on S3) runs as a user runs it, ``methray score-genome`` in a subprocess with its own
 embedded Ray, while :class:`faultproxy.FaultProxy` between methray and the store plays the
 faults: an outage shorter than the retry budget, one longer than it, a store that stops
-reading mid-upload, and an endpoint that accepts connections and never answers. Budgets are
-seconds here (``storage.*`` in the config); the defaults are minutes.
+reading mid-upload, and an endpoint that accepts connections and never answers. Training
+with its Ray Train storage and checkpoints on S3 (``methray train`` on the real IMR90 sites,
+tiny settings) meets an outage longer than the budget during a checkpoint upload, then a
+short one during the rerun that resumes it. Budgets are seconds here (``storage.*`` in the
+config); the defaults are minutes.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
 
-from conftest import DATA, ROOT
+from conftest import DATA, IMR90, ROOT, head_lines, slice_config, write_gz
 from faultproxy import FaultProxy
 
 BUCKET = "methray-faults"
@@ -71,6 +75,31 @@ def _store_up(store):
     store[0].up()
 
 
+def _env(tmp: Path) -> dict:
+    """The environment of a methray subprocess: test credentials, its own Ray temp dir.
+
+    The local genome cache is shared by the session's runs (beside their temporary
+    directories), as by the runs of one machine: built once, not once a run.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
+    env.update(
+        PYTHONPATH=str(ROOT), AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
+        METHRAY_CACHE=str(tmp.parent / "methray-cache"), RAY_TMPDIR=tempfile.mkdtemp(prefix="mf", dir="/tmp"),
+    )
+    return env
+
+
+def _run(proxy, tmp: Path, args: list[str], env: dict, timeout: float) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``methray ARGS`` in ``tmp``; return the process and how long it took (and since the fault)."""
+    t = time.monotonic()
+    proc = subprocess.run(  # the timeout is the hang guard
+        [sys.executable, "-m", "methray.cli", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp,
+    )
+    end = time.monotonic()
+    took = f"{end - t:.1f} s" + (f" ({end - max(t, proxy.fault_at):.1f} s after the fault began)" if proxy.fault_at else "")
+    return proc, took
+
+
 def _score(store, tmp: Path, date: str, policy: dict, timeout: float) -> tuple[subprocess.CompletedProcess, str]:
     proxy, _ = store
     cfg = {
@@ -89,19 +118,7 @@ def _score(store, tmp: Path, date: str, policy: dict, timeout: float) -> tuple[s
     }
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "set.yaml").write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
-    env.update(
-        PYTHONPATH=str(ROOT), AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
-        METHRAY_CACHE=str(tmp / "cache"), RAY_TMPDIR=tempfile.mkdtemp(prefix="mf", dir="/tmp"),
-    )
-    t = time.monotonic()
-    proc = subprocess.run(  # the timeout is the hang guard
-        [sys.executable, "-m", "methray.cli", "score-genome", "--config", "set.yaml", "--date", date],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp,
-    )
-    end = time.monotonic()
-    took = f"{end - t:.1f} s" + (f" ({end - max(t, proxy.fault_at):.1f} s after the fault began)" if proxy.fault_at else "")
-    return proc, took
+    return _run(proxy, tmp, ["score-genome", "--config", "set.yaml", "--date", date], _env(tmp), timeout)
 
 
 def _prefix(date: str) -> str:
@@ -201,6 +218,83 @@ def test_stalled_upload_does_not_hang_and_short_outage_is_survived(store, never_
     assert "S3 unreachable, retry 1 in" in rerun.stderr  # one status line per retry
     assert "nan" not in rerun.stdout
     assert _outputs(fs, "2025-01-04") == reference
+
+
+# ---------------------------------------------------------------- training: Ray Train checkpoints on S3
+
+
+def _ray_logs(env: dict, pattern: str) -> list[str]:
+    """Lines of the Ray worker / controller logs of a run (its private ``RAY_TMPDIR``) that match."""
+    found = []
+    for path in Path(env["RAY_TMPDIR"]).glob("ray/session_*/logs/*.err"):
+        found += [line for line in path.read_text(errors="replace").splitlines() if re.search(pattern, line)]
+    return found
+
+
+def test_ray_train_failures_unwrap_to_the_storage_error():
+    """Synthetic: the shapes in which Ray Train hands a worker's or its controller's error back."""
+    from ray.train import ControllerError, WorkerGroupError
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+
+    from methray.errors import find_methray_error
+    from methray.storage import StorageError
+
+    err = StorageError("s3://b/ray_train/run/checkpoint_1/latest.pt: upload failed (S3 unreachable) after 7 attempts over 8 s")
+    failures = {0: UserExceptionWithTraceback(RuntimeError("collective aborted"), "tb"), 1: UserExceptionWithTraceback(err, "tb")}
+    assert find_methray_error(WorkerGroupError("2 workers failed", failures)) is err
+    assert find_methray_error(ControllerError(err)) is err
+    assert find_methray_error(WorkerGroupError("a bug", {0: UserExceptionWithTraceback(KeyError("x"), "tb")})) is None
+
+
+@pytest.mark.slow
+def test_training_survives_outages_through_checkpoints(store, tmp_path):
+    """An outage past the budget during epoch 2's checkpoint upload ends ``methray train`` with
+    one line; the rerun resumes from epoch 1's checkpoint, rides out a 3 s outage during its own
+    checkpoint upload (retried by the policy in the Ray Train worker) and finishes all epochs."""
+    proxy, fs = store
+    # The measured-sites table of a real IMR90 slice, prepared locally once and put on S3.
+    prep = tmp_path / "prep"
+    cov = write_gz(tmp_path / "imr90_slice.cov.gz", head_lines(IMR90, 6000))
+    (tmp_path / "prep.yaml").write_text(yaml.safe_dump(slice_config(prep, cov)))
+    prepared = subprocess.run([sys.executable, "-m", "methray.cli", "prepare", "--config", "prep.yaml"], env=_env(tmp_path),
+                              capture_output=True, text=True, timeout=HANG_S, cwd=tmp_path)
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    out = f"{BUCKET}/train"
+    fs.put(str(prep / "cpg_table"), f"{out}/cpg_table", recursive=True)
+    for name, policy in (("train.yaml", FAST), ("rerun.yaml", {**FAST, "retry_budget_s": 30})):
+        cfg = slice_config(f"s3://{out}", cov, train={"epochs": 3, "max_train_sites": 300}, ray={"num_cpus": 2},
+                           s3={"endpoint_url": proxy.url, "region": "us-east-1"}, storage=policy)
+        (tmp_path / name).write_text(yaml.safe_dump(cfg))
+
+    # Down from the start of epoch 2's checkpoint upload (its second latest.pt) until told.
+    proxy.down_after_put(2, seconds=3600, match="latest.pt")
+    failed, seconds = _run(proxy, tmp_path, ["train", "--config", "train.yaml"], _env(tmp_path), timeout=HANG_S)
+    line = _assert_one_error_line(failed)
+    print(f"training, outage > budget: exit {failed.returncode} after {seconds}: {line}")
+    assert "S3 unreachable" in line or "S3 connection lost" in line
+    assert "/ray_train/" in line and "train mrcnn epoch 2" not in failed.stdout, failed.stdout
+    proxy.up()
+    assert not fs.exists(f"{out}/checkpoint") and not fs.exists(f"{out}/train_history.tsv")
+
+    # The rerun (same out_dir, a budget of 30 s) resumes from epoch 1; the store goes away for
+    # 3 s as epoch 2's checkpoint uploads.
+    proxy.down_after_put(1, seconds=3, match="latest.pt")
+    env = _env(tmp_path)
+    rerun, seconds = _run(proxy, tmp_path, ["train", "--config", "rerun.yaml"], env, timeout=HANG_S)
+    print(f"training, rerun with a 3 s outage: exit {rerun.returncode} after {seconds}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert not proxy.armed  # the outage happened
+    assert _ray_logs(env, r"S3 unreachable, retry 1 in .* \(upload s3://\S+/ray_train/\S+/latest.pt\)")
+    history = pd.read_csv(io.BytesIO(fs.cat_file(f"{out}/train_history.tsv")), sep="\t")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["resumed_from_epoch"].tolist() == [0, 1, 1]  # epochs 2 and 3 trained by the rerun
+    meta = json.loads(fs.cat_file(f"{out}/checkpoint/meta.json"))
+    assert meta["epoch"] in (1, 2, 3) and meta["val_loss"] == pytest.approx(history["best_val_loss"].iloc[-1])
+    fs.get(f"{out}/checkpoint/", str(tmp_path / "checkpoint"), recursive=True)
+    from methray import checkpoint
+
+    model, loaded = checkpoint.load(str(tmp_path / "checkpoint"))  # a usable checkpoint: it loads and predicts
+    assert loaded.epoch == meta["epoch"] and model(torch.zeros(2, 400, 4)).shape[0] == 2
 
 
 # ---------------------------------------------------------------- in Ray tasks, actors and Ray Data
