@@ -320,6 +320,7 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss = tasks.loss(task, model(x), y)
             loss.backward()
+            lr = optimizer.param_groups[0]["lr"]  # the rate of this step (reported: the epoch's last)
             optimizer.step()
             if config["lr_schedule"] == "cosine":
                 scheduler.step()
@@ -336,7 +337,6 @@ def train_loop_per_worker(config: dict) -> None:
         peak = np.fmax(peak, _rss_mib())
         loss_sum, n, val_sum, val_n = _all_reduce_sum([loss_sum, n, val_sum, val_n])
         train_loss, val_loss = loss_sum / max(n, 1), val_sum / max(val_n, 1)
-        lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
         if config["lr_schedule"] == "plateau":
             scheduler.step(val_loss)  # the same all-reduced loss on every worker
         improved = val_loss < state["best_val_loss"]
