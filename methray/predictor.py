@@ -61,13 +61,16 @@ class CheckpointPredictor:
         self.reference = reference
         self.rc_average = bool(rc_average)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *extra: np.ndarray) -> np.ndarray:
         """Outputs of the model after the task transform.
 
         Parameters
         ----------
         x
             ``(B, L, 4) uint8`` one-hot windows.
+        extra
+            The model's inputs beside the window, ``(B, ...)`` each (none for window-only
+            models); with ``rc_average`` both strands get the same ones.
 
         Returns
         -------
@@ -77,10 +80,11 @@ class CheckpointPredictor:
             complement (one forward pass over both).
         """
         xt = torch.from_numpy(x).to(self.device).float()
+        et = [torch.from_numpy(e).to(self.device) for e in extra]
         with torch.inference_mode():
             if not self.rc_average:
-                return tasks.predict(self.meta.task, self.model(xt)).float().cpu().numpy()
-            both = tasks.predict(self.meta.task, self.model(torch.cat([xt, reverse_complement(xt)])))
+                return tasks.predict(self.meta.task, self.model(xt, *et)).float().cpu().numpy()
+            both = tasks.predict(self.meta.task, self.model(torch.cat([xt, reverse_complement(xt)]), *(torch.cat([e, e]) for e in et)))
             return ((both[: len(xt)] + both[len(xt):]) / 2).float().cpu().numpy()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

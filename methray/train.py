@@ -320,8 +320,8 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss = tasks.loss(task, model(x), y)
             loss.backward()
-            lr = optimizer.param_groups[0]["lr"]  # the rate of this step (reported: the epoch's last)
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # this step's rate (reported: the epoch's last)
             if config["lr_schedule"] == "cosine":
                 scheduler.step()
             loss_sum += loss.item() * len(y)
