@@ -13,6 +13,10 @@
   (latest weights + optimiser, loop state, best model so far). Validation loss is
   all-reduced over workers, so every worker takes the same early-stopping decision (stop
   after ``patience`` epochs without improvement).
+- Seed (``train.seed``): the initial weights (``torch.manual_seed(seed)`` before the model
+  is built), the epoch shuffles and each epoch's dropout / RC draws, so the same seed gives
+  the same model on CPU. Learning rate: Adam with ``train.lr_schedule``
+  (:func:`lr_scheduler`; cosine with warmup by default), whose state is checkpointed.
 - Fault tolerance: ``FailureConfig(max_failures=train.max_failures)``; a restarted worker
   group resumes from the latest checkpoint (:func:`ray.train.get_checkpoint`), and a rerun
   with the same run directory resumes an unfinished run or reports a finished one.
