@@ -1,4 +1,4 @@
-"""Model comparison: every methylation-capable sequence model on the same split.
+"""Model comparison: every methylation-capable sequence model on the same split, several seeds.
 
 The analogue of Tian et al. 2019 (MRCNN, BMC Genomics 20:192), Fig. 3, where MRCNN is
 compared with a CNN baseline and the DeepCpG DNA module: each model in :data:`MODELS` is
@@ -11,21 +11,31 @@ on the first tissue of the config, with
 - the same training / validation / test sites for every model (when a :class:`~methray.budget.Budget` caps
   them: a fixed random subset of each split, seed 0; a smaller per-model cap on training
   sites gives a subset of a larger one's sites);
-- :func:`methray.train.fit` (Ray Train), :func:`methray.score.predict_dataset` (Ray Data),
-  :func:`methray.metrics.metric_rows` and both baselines of :mod:`methray.baseline`
-  (``cpg_density`` on the window of the first model, ``composition_gbm`` tuned on the
-  validation sites), fitted on the first model's training sites;
-- for every row, a 95% interval of AUROC, AUPRC (unmethylated class) and RMSE from a
-  bootstrap over hold-out blocks (:mod:`methray.bootstrap`): columns ``<metric>_lo`` /
-  ``<metric>_hi``, and every interval in ``comparison_intervals.tsv`` / ``.parquet``.
+- seeds ``0 .. seeds - 1`` per model (``train.seed``: initial weights, shuffles, dropout),
+  so that a difference between models can be told from the spread between runs of one;
+- :func:`methray.train.fit` (Ray Train), :func:`methray.score.predict_dataset` (Ray Data,
+  both strands averaged when ``score.rc_average``), :func:`methray.metrics.metric_rows` and
+  both baselines of :mod:`methray.baseline`, fitted on the first model's training sites:
+  ``cpg_density`` (on the window of the first model; deterministic, fitted once) and
+  ``composition_gbm`` (tuned on the validation sites; ``random_state`` = each seed);
+- per model and evaluated tissue, the mean and sd over seeds of AUROC, AUPRC (unmethylated
+  class), RMSE, MAE and Pearson r, and a 95% interval of each seed mean from a bootstrap
+  over hold-out blocks (:func:`methray.bootstrap.seed_interval_rows`: blocks drawn once per
+  replicate, every seed's metric on that resample, averaged);
+- cross-tissue: with two or more tissues in the config, every model (trained on the first)
+  is also evaluated against each further tissue's measured beta at the first tissue's test
+  sites (inner join on chrom, pos; the hold-out regions are shared by all tissues of the CpG
+  table). Those rows carry the evaluated tissue in ``tissue``.
 
-Outputs in ``out_dir``: ``models/<name>/checkpoint`` and ``models/<name>/train_history.tsv``
-per model; ``predictions/<tissue>.<name>.parquet`` and bedGraphs; ``comparison.tsv`` and
-``comparison.md`` (one row per model, first line states the budget and the interval) and the tidy
-``comparison_metrics.tsv`` / ``.parquet`` (every metric, subsets all / cgi / non_cgi).
-A model whose checkpoint records the same budget name, numbers of training / validation
-sites, epoch cap, learning rate and batch size is not retrained (an interrupted comparison
-resumes; delete ``models/<name>`` to retrain).
+Outputs in ``out_dir``: ``models/<name>/seed<k>/checkpoint``, ``.../train_history.tsv`` and
+``.../predictions/<tissue>.<name>.parquet`` per model and seed; ``predictions/<tissue>.<name>.parquet``
+and bedGraphs of seed 0; ``comparison.tsv`` / ``.parquet`` (one row per model and tissue, the
+first line states budget, seeds and interval) and ``comparison.md`` (the headline metrics as
+``mean ± sd [lo, hi]``, then every column); ``comparison_intervals.tsv``; the tidy per-seed
+``comparison_metrics.tsv`` / ``.parquet`` (every metric, subsets all / cgi / non_cgi, column
+``seed``). A seed whose checkpoint records the same budget name, numbers of training /
+validation sites, epoch cap, learning rate and schedule, batch size, RC augmentation and seed
+is not retrained (an interrupted comparison resumes; delete ``models/<name>`` to retrain).
 """
 
 from __future__ import annotations
@@ -88,27 +98,33 @@ def _checkpoint_current(path: str, expected: dict) -> bool:
     return all(getattr(meta, k, None) == v for k, v in expected.items())
 
 
-def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"]) -> pd.DataFrame:
-    """Train, score and evaluate each model on one split; write the comparison table.
+def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"], seeds: int = 3) -> pd.DataFrame:
+    """Train, score and evaluate each model with several seeds on one split; write the comparison table.
 
     Parameters
     ----------
     cfg
-        Run config; ``model`` is ignored except for ``params`` of the same-named model.
+        Run config; ``model`` is ignored except for ``params`` of the same-named model. Models
+        are trained on the first tissue; every further tissue is a cross-tissue evaluation.
     names
         Registered sequence models to compare.
     budget
         Caps on sites and epochs (:data:`BUDGETS`).
+    seeds
+        Training seeds ``0 .. seeds - 1`` per model (``train.seed``; ``composition_gbm``'s
+        ``random_state``); ``cpg_density`` is fitted once (it has no randomness).
 
     Returns
     -------
     pd.DataFrame
-        The comparison table (one row per model plus ``cpg_density``), as in ``comparison.tsv``.
+        The comparison table (one row per model and evaluated tissue, both baselines
+        included), as in ``comparison.tsv``.
 
     Raises
     ------
     MethrayError
-        A model that is not a sequence model, or ``split.gap_bp`` smaller than a window.
+        A model that is not a sequence model, ``split.gap_bp`` smaller than a window, or
+        ``seeds`` < 1.
     """
     import ray
 
@@ -116,7 +132,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .metrics import metric_rows
     from .pipeline import run_prepare
     from .run import start_ray, start_run
-    from .predictions import read_predictions, write_predictions
+    from .predictions import write_file, write_predictions
     from .score import predict_dataset
     from .sites import read_sites
     from .tracks import sort_sites
@@ -124,6 +140,8 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .windows import WindowRows
 
     names = list(names)
+    if seeds < 1:
+        raise MethrayError(f"--seeds {seeds}: expected at least 1")
     specs = {n: model_window(cfg.model_copy(update={"model": model_config(n, cfg)})) for n in names}
     widest = max(s.length for s in specs.values())
     if cfg.split.gap_bp < widest:
@@ -136,7 +154,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     else:
         run_prepare(cfg)
     start_ray(cfg)
-    log.info(f"compare: {budget_line}")
+    log.info(f"compare: {budget_line}; seeds 0..{seeds - 1}")
 
     tissue = cfg.tissues[0].name
     order = open_reference(cfg.reference).chroms
@@ -145,56 +163,87 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     epochs = min(budget.epochs, cfg.train.epochs) if budget.epochs else cfg.train.epochs
     train_cfg = cfg.train.model_copy(update={"epochs": epochs, "max_train_sites": None})
 
-    frames, runs = [], []
+    def keep(name: str, k: int, pred: pd.DataFrame) -> pd.DataFrame:
+        """Write one seed's predictions (the first seed's also as the run's predictions/)."""
+        write_file(pred, storage.join(cfg.path("models", name, f"seed{k}"), "predictions", f"{tissue}.{name}.parquet"), model=name, tissue=tissue)
+        if k == 0:
+            write_predictions(cfg, pred, tissue, name)
+        return pred
+
+    preds, runs = {}, []  # model -> per-seed predictions at the test sites; per-seed run facts
     for name in names:
         spec, mcfg = specs[name], cfg.model_copy(update={"model": model_config(name, cfg)})
-        ckpt_dir = cfg.path("models", name, "checkpoint")
         train = _capped(sites["train"], budget.train_cap(name))
-        run_facts = {"compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": learning_rate(train_cfg, name), "batch_size": train_cfg.batch_size}
-        if _checkpoint_current(ckpt_dir, run_facts):
-            meta = checkpoint.read_meta(ckpt_dir)
-            log.info(f"compare {name}: reusing {ckpt_dir} (same budget)")
-        else:
-            res = fit(
-                WindowRows.from_frame(train),
-                WindowRows.from_frame(val),
-                reference=cfg.reference,
-                meta=checkpoint_meta(mcfg, spec, tissue=tissue, **run_facts),
-                train_cfg=train_cfg,
-                name=f"{cfg.run_name}-compare-{name}",
-                storage_path=cfg.path("ray_train"),
-                checkpoint_dir=ckpt_dir,
-            )
-            meta = checkpoint.read_meta(ckpt_dir).model_copy(update={"train_seconds": res.seconds, "epochs_run": len(res.history)})
-            checkpoint.write_meta(ckpt_dir, meta)
-        t = time.perf_counter()
-        pred = sort_sites(predict_dataset(ray.data.from_pandas(test), cfg, ckpt_dir).to_pandas(), order)
-        write_predictions(cfg, pred, tissue, name)
-        frames.append(metric_rows(pred, name, tissue))
-        runs.append(_run_row(name, spec, meta, len(train), time.perf_counter() - t))
-        log.info(f"compare {name}: {len(train):,} train sites, {meta.epochs_run or '?'} epochs, best val MSE {meta.val_loss if meta.val_loss is not None else float('nan'):.4f}; AUROC {frames[-1]['auroc'].iloc[0]:.3f}, RMSE {frames[-1]['rmse'].iloc[0]:.3f}")
+        preds[name] = []
+        for k in range(seeds):
+            ckpt_dir = cfg.path("models", name, f"seed{k}", "checkpoint")
+            run_facts = {
+                "compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": learning_rate(train_cfg, name),
+                "batch_size": train_cfg.batch_size, "lr_schedule": train_cfg.lr_schedule, "rc_augment": train_cfg.rc_augment, "seed": k,
+            }
+            if _checkpoint_current(ckpt_dir, run_facts):
+                meta = checkpoint.read_meta(ckpt_dir)
+                log.info(f"compare {name} seed {k}: reusing {ckpt_dir} (same budget and settings)")
+            else:
+                res = fit(
+                    WindowRows.from_frame(train),
+                    WindowRows.from_frame(val),
+                    reference=cfg.reference,
+                    meta=checkpoint_meta(mcfg, spec, tissue=tissue, **run_facts),
+                    train_cfg=train_cfg.model_copy(update={"seed": k}),
+                    name=f"{cfg.run_name}-compare-{name}-seed{k}",
+                    storage_path=cfg.path("ray_train"),
+                    checkpoint_dir=ckpt_dir,
+                )
+                meta = checkpoint.read_meta(ckpt_dir).model_copy(update={"train_seconds": res.seconds, "epochs_run": len(res.history)})
+                checkpoint.write_meta(ckpt_dir, meta)
+            t = time.perf_counter()
+            pred = keep(name, k, sort_sites(predict_dataset(ray.data.from_pandas(test), cfg, ckpt_dir).to_pandas(), order))
+            preds[name].append(pred)
+            runs.append({**_run_row(name, spec, meta, len(train), time.perf_counter() - t), "seed": k})
+            auroc = metric_rows(pred, name, tissue)["auroc"].iloc[0]
+            log.info(f"compare {name} seed {k}: {len(train):,} train sites, {meta.epochs_run or '?'} epochs, best val MSE {meta.val_loss if meta.val_loss is not None else float('nan'):.4f}; AUROC {auroc:.3f}")
 
     base_spec = specs[names[0]]
     base_train = _capped(sites["train"], budget.train_cap(names[0]))
-    for name, beta_pred, n_params in (
-        (baseline.NAME, lambda: baseline.fit_predict(base_train, test, cfg.reference, base_spec), 3),
-        (baseline.GBM_NAME, lambda: baseline.fit_predict_gbm(base_train, val, test, cfg.reference, cfg.cpg_islands, seed=cfg.split.seed), np.nan),
+    for name, n_seeds, fit_predict, n_params in (
+        (baseline.NAME, 1, lambda k: baseline.fit_predict(base_train, test, cfg.reference, base_spec), 3),
+        (baseline.GBM_NAME, seeds, lambda k: baseline.fit_predict_gbm(base_train, val, test, cfg.reference, cfg.cpg_islands, seed=k), np.nan),
     ):
-        t = time.perf_counter()
-        pred = test.assign(beta_pred=beta_pred())
-        write_predictions(cfg, pred, tissue, name)
-        frames.append(metric_rows(pred, name, tissue))
-        runs.append({"model": name, "window": _window_label(base_spec) if name == baseline.NAME else "composition", "parameters": n_params, "train_sites": len(base_train), "epochs": "-", "train_s": time.perf_counter() - t, "score_s": np.nan})
-        log.info(f"compare {name}: AUROC {frames[-1]['auroc'].iloc[0]:.3f}, RMSE {frames[-1]['rmse'].iloc[0]:.3f}")
+        preds[name] = []
+        for k in range(n_seeds):
+            t = time.perf_counter()
+            preds[name].append(keep(name, k, test.assign(beta_pred=fit_predict(k))))
+            window = _window_label(base_spec) if name == baseline.NAME else "composition"
+            runs.append({"model": name, "window": window, "parameters": n_params, "train_sites": len(base_train), "epochs": np.nan,
+                         "train_s": time.perf_counter() - t, "score_s": np.nan, "seed": k})
+        log.info(f"compare {name}: AUROC {metric_rows(preds[name][0], name, tissue)['auroc'].iloc[0]:.3f} (seed 0)")
 
+    # Every evaluated tissue: the first (the models' own) and, cross-tissue, each further one's
+    # measured beta at the first tissue's test sites (the split regions are shared by all
+    # tissues of the CpG table: prepare plans them on the union of the tissues' sites).
     regions = bootstrap.read_split_regions(cfg.path("split_regions.tsv"))
-    intervals = pd.concat([bootstrap.interval_rows(read_predictions(cfg, tissue, f["model"].iloc[0]), regions, f["model"].iloc[0], tissue) for f in frames], ignore_index=True)
-    write_table(intervals, cfg.path("comparison_intervals"), [bootstrap.describe()])
-
+    evaluated = {tissue: None}
+    for other in cfg.tissues[1:]:
+        evaluated[other.name] = read_sites(cfg.sites_table, tissue=other.name, columns=["chrom", "pos", "beta"])
+    frames, intervals = [], []
+    for name, per_seed in preds.items():
+        for t_name, measured in evaluated.items():
+            on = per_seed if measured is None else [p.drop(columns="beta").merge(measured, on=["chrom", "pos"], how="inner") for p in per_seed]
+            if len(on[0]) == 0:
+                log.warning(f"compare: no {t_name} measurements at the {tissue} test sites; no {t_name} rows")
+                continue
+            frames += [metric_rows(p, name, t_name).assign(seed=k) for k, p in enumerate(on)]
+            intervals.append(bootstrap.seed_interval_rows(on, regions, name, t_name))
     tidy = pd.concat(frames, ignore_index=True)
+    intervals = pd.concat(intervals, ignore_index=True)
+    interval_line = f"{bootstrap.describe()}, of the mean over seeds"
+    write_table(intervals, cfg.path("comparison_intervals"), [interval_line])
     write_table(tidy, cfg.path("comparison_metrics"))
     table = comparison_table(tidy, pd.DataFrame(runs), intervals)
-    write_comparison(table, cfg.path("comparison"), f"methray compare, {tissue}, {cfg.genome}; {budget_line}; {bootstrap.describe()}")
+    cross = f"; tissue = tissue evaluated (models trained on {tissue}; other tissues at the {tissue} test sites)" if len(evaluated) > 1 else ""
+    header = f"methray compare, {tissue}, {cfg.genome}; {budget_line}; seeds 0..{seeds - 1}: mean and sd over seeds (cpg_density: one fit); {interval_line}{cross}"
+    write_comparison(table, cfg.path("comparison"), header)
     log.info(f"compare: {cfg.path('comparison.tsv')} and comparison.md ({time.perf_counter() - t0:.0f} s)")
     return table
 
@@ -213,35 +262,72 @@ def _run_row(name: str, spec, meta: checkpoint.CheckpointMeta, n_train: int, sco
     }
 
 
-# (subset, metric) -> column of the comparison table
+# (subset, metric) -> column of the comparison table (mean over seeds)
 TABLE_METRICS = [
-    ("all", "n"), ("all", "auroc"), ("all", "auprc_unmeth"), ("all", "accuracy"), ("all", "rmse"), ("all", "mae"), ("all", "pearson_r"),
-    ("all", "rmse_hyper"), ("all", "mae_hyper"), ("all", "rmse_mid"), ("all", "mae_mid"), ("all", "rmse_hypo"), ("all", "mae_hypo"),
+    ("all", "accuracy"), ("all", "rmse_hyper"), ("all", "mae_hyper"), ("all", "rmse_mid"), ("all", "mae_mid"), ("all", "rmse_hypo"), ("all", "mae_hypo"),
     ("cgi", "auroc"), ("cgi", "rmse"), ("cgi", "mae"), ("non_cgi", "auroc"), ("non_cgi", "rmse"), ("non_cgi", "mae"),
 ]
 
+INTERVAL_METRICS = bootstrap.SEED_METRICS
+"""Headline metrics: mean, sd over seeds and the block-bootstrap interval of the mean
+(AUROC, AUPRC of the unmethylated class, RMSE, MAE, Pearson r)."""
 
-INTERVAL_METRICS = ("auroc", "auprc_unmeth", "rmse")
-"""Metrics with a block-bootstrap interval in the comparison table."""
+RUN_COLUMNS = ["model", "tissue", "window", "parameters", "train_sites", "seeds", "epochs", "train_s", "score_s", "n"]
 
 
-def comparison_table(tidy: pd.DataFrame, runs: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per model: run facts, the metrics of :data:`TABLE_METRICS`, then the intervals.
+def comparison_table(tidy: pd.DataFrame, runs: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and evaluated tissue.
 
-    Columns of subset ``all`` keep the metric name (``auroc``, ``rmse_hyper``, ...); the
-    CpG-island subsets are prefixed (``cgi_auroc``, ``non_cgi_rmse``, ...). With
-    ``intervals`` (:func:`methray.bootstrap.interval_rows`), ``<metric>_lo`` and
-    ``<metric>_hi`` for each metric of :data:`INTERVAL_METRICS` follow.
+    Parameters
+    ----------
+    tidy
+        Per-seed metric rows (:func:`methray.metrics.metric_rows` plus ``seed``).
+    runs
+        Per-seed run facts: ``model, window, parameters, train_sites, epochs, train_s,
+        score_s, seed``.
+    intervals
+        :func:`methray.bootstrap.seed_interval_rows` of every model and tissue.
+
+    Returns
+    -------
+    pd.DataFrame
+        :data:`RUN_COLUMNS` (``epochs``, ``train_s``, ``score_s``: means over seeds; ``n``:
+        evaluated CpGs), then for each metric of :data:`INTERVAL_METRICS` ``<m>`` (mean over
+        seeds), ``<m>_sd`` (sample sd over seeds; 0 for a single fit), ``<m>_lo``,
+        ``<m>_hi`` (95% block-bootstrap interval of the mean), then the means of
+        :data:`TABLE_METRICS` (CpG-island subsets prefixed: ``cgi_auroc``, ``non_cgi_rmse``).
     """
-    wide = runs.set_index("model")
-    for subset, metric in TABLE_METRICS:
-        col = metric if subset == "all" else f"{subset}_{metric}"
-        wide[col] = tidy[tidy["subset"] == subset].set_index("model")[metric]
-    if intervals is not None:
-        for metric in INTERVAL_METRICS:
-            rows = intervals[intervals["metric"] == metric].set_index("model")
-            wide[f"{metric}_lo"], wide[f"{metric}_hi"] = rows["lo"], rows["hi"]
-    return wide.reset_index()
+    facts = runs.groupby("model", sort=False).agg(
+        window=("window", "first"), parameters=("parameters", "first"), train_sites=("train_sites", "first"), seeds=("seed", "size"),
+        epochs=("epochs", "mean"), train_s=("train_s", "mean"), score_s=("score_s", "mean"))
+    rows = []
+    for (model, tissue), g in tidy.groupby(["model", "tissue"], sort=False):
+        alls = g[g["subset"] == "all"]
+        row = {"model": model, "tissue": tissue, **facts.loc[model].to_dict(), "n": int(alls["n"].iloc[0])}
+        iv = intervals[(intervals["model"] == model) & (intervals["tissue"] == tissue)].set_index("metric")
+        for m in INTERVAL_METRICS:
+            v = alls[m].to_numpy(np.float64)
+            row[m], row[f"{m}_sd"] = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+            row[f"{m}_lo"], row[f"{m}_hi"] = iv.loc[m, "lo"], iv.loc[m, "hi"]
+        for subset, m in TABLE_METRICS:
+            row[m if subset == "all" else f"{subset}_{m}"] = float(g.loc[g["subset"] == subset, m].mean())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["seeds"] = table["seeds"].astype(int)
+    return table
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """The headline columns as GitHub Markdown: ``mean ± sd [lo, hi]`` per metric of
+    :data:`INTERVAL_METRICS`, one row per model and tissue."""
+    labels = {"auroc": "AUROC", "auprc_unmeth": "AUPRC (unmeth.)", "rmse": "RMSE", "mae": "MAE", "pearson_r": "r"}
+    cols = ["model", "tissue", "window", "train_sites", "seeds", "n"]
+    lines = ["| " + " | ".join(cols + [labels[m] for m in INTERVAL_METRICS]) + " |", "|" + "---|" * (len(cols) + len(INTERVAL_METRICS))]
+    for r in table.to_dict("records"):
+        cells = [str(r["model"]), str(r["tissue"]), str(r["window"]), f"{r['train_sites']:,}", str(r["seeds"]), f"{r['n']:,}"]
+        cells += [f"{r[m]:.3f} ± {r[m + '_sd']:.3f} [{r[m + '_lo']:.3f}, {r[m + '_hi']:.3f}]" for m in INTERVAL_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_comparison(table: pd.DataFrame, stem: str, header: str) -> None:
@@ -249,7 +335,7 @@ def write_comparison(table: pd.DataFrame, stem: str, header: str) -> None:
     the comment line) and ``<stem>.md``, atomically."""
     write_table(table, stem, [header])
     with storage.atomic_write(f"{stem}.md") as fh:
-        fh.write(f"{header}\n\n{markdown(table)}\n")
+        fh.write(f"{header}\n\n{summary_markdown(table)}\n\nEvery column:\n\n{markdown(table)}\n")
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -86,7 +86,10 @@ class TrainConfig(Section):
     shuffle_buffer: int = Field(20000, ge=0, description="ignored since training shuffles all sites globally each epoch; kept so older configs load")
     max_failures: int = Field(3, ge=-1, description="Ray Train FailureConfig: worker-group restarts from the latest checkpoint (-1 = unlimited)")
     rc_augment: bool = Field(False, description="train on a random half of windows reverse-complemented")
-    seed: int = 0
+    lr_schedule: Literal["cosine", "plateau", "constant"] = Field(
+        "cosine", description="cosine: 5% linear warmup, then cosine decay to 0 over the epoch budget; plateau: halve after an epoch without a better validation loss"
+    )
+    seed: int = Field(0, description="initial weights, epoch shuffles, dropout and RC draws: the same seed gives the same model on CPU")
 
 
 class ScoreConfig(Section):
@@ -94,6 +97,7 @@ class ScoreConfig(Section):
     actors: int = Field(1, ge=1)
     cpus_per_actor: float = Field(1, gt=0)
     gpus_per_actor: float = Field(0, ge=0, description="0 = CPU; set 1 (or a fraction) on GPU clusters")
+    rc_average: bool = Field(True, description="methylation models: average the predictions for the window and its reverse complement (both strands of the CpG)")
     track_order: Literal["sorted", "reference"] = Field(
         "sorted", description="bedGraph row order: sorted = LC_ALL=C sort -k1,1 -k2,2n; reference = FASTA contig order (bigWigs are always sorted)"
     )

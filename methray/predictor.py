@@ -5,6 +5,17 @@ model, ``__call__`` scores a batch); :class:`Predictor` scores CpG-centred windo
 models, :mod:`methray.score` and genome-wide scoring) and :class:`IntervalPredictor` scores
 ``[start, end)`` windows (multi-label regulatory models). Encoding inside the actor avoids
 shipping one-hot tensors through the object store.
+
+**Both strands.** A CpG is palindromic: the other strand reads C-G at the same two bases, and
+its methylation is (almost always) the same. With ``rc_average`` a predictor averages the
+task outputs (clipped beta, or sigmoid probability) for each window and for its reverse
+complement (:func:`methray.augment.reverse_complement`), i.e. the CpG read from the other
+strand (DanQ, Quang & Xie 2016; DeepGMAP). For MRCNN-style windows (the CpG's own two bases
+left out, even length) the reverse complement is exactly the other strand's window of the
+same CpG. For windows that include the CpG (C at index ``L // 2``) it is centred on the G of
+the other strand: the other strand's C sits one base before the centre for odd ``L`` (1001
+bp) and two for even ``L`` (1000 bp). This is the same reverse complement that
+``train.rc_augment`` shows the model, so a model trained with it sees nothing new.
 """
 
 from __future__ import annotations
@@ -39,30 +50,42 @@ class CheckpointPredictor:
         FASTA path (local or ``s3://``).
     threads
         torch intra-op threads for CPU inference.
+    rc_average
+        Average the outputs for each window and its reverse complement (module docstring).
     """
 
-    def __init__(self, checkpoint_dir: str, reference: str, threads: int = 1):
+    def __init__(self, checkpoint_dir: str, reference: str, threads: int = 1, rc_average: bool = False):
         torch.set_num_threads(max(1, threads))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, self.meta = ckpt.load(checkpoint_dir, self.device)
         self.reference = reference
+        self.rc_average = bool(rc_average)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *extra: np.ndarray) -> np.ndarray:
         """Outputs of the model after the task transform.
 
         Parameters
         ----------
         x
             ``(B, L, 4) uint8`` one-hot windows.
+        extra
+            The model's inputs beside the window, ``(B, ...)`` each (none for window-only
+            models); with ``rc_average`` both strands get the same ones.
 
         Returns
         -------
         np.ndarray
-            ``(B, K) float32``: clipped betas (methylation) or sigmoid probabilities (multilabel).
+            ``(B, K) float32``: clipped betas (methylation) or sigmoid probabilities
+            (multilabel); with ``rc_average`` the mean of those for ``x`` and its reverse
+            complement (one forward pass over both).
         """
         xt = torch.from_numpy(x).to(self.device).float()
+        et = [torch.from_numpy(e).to(self.device) for e in extra]
         with torch.inference_mode():
-            return tasks.predict(self.meta.task, self.model(xt)).float().cpu().numpy()
+            if not self.rc_average:
+                return tasks.predict(self.meta.task, self.model(xt, *et)).float().cpu().numpy()
+            both = tasks.predict(self.meta.task, self.model(torch.cat([xt, reverse_complement(xt)]), *(torch.cat([e, e]) for e in et)))
+            return ((both[: len(xt)] + both[len(xt):]) / 2).float().cpu().numpy()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -71,10 +94,20 @@ class CheckpointPredictor:
 class Predictor(CheckpointPredictor):
     """CpG windows of a methylation model.
 
+    Parameters
+    ----------
+    checkpoint_dir, reference, threads
+        As for :class:`CheckpointPredictor`.
+    rc_average
+        Average the predicted beta of both strands (``score.rc_average``, default True).
+
     ``__call__`` takes a batch with ``chrom`` ``(B,)`` and ``pos`` ``(B,) int64`` (0-based C)
     and returns the columns of :data:`SITE_COLUMNS` present in it plus ``beta_pred`` ``(B,)
     float32`` (first model output after the task transform: clipped to [0, 1] for methylation).
     """
+
+    def __init__(self, checkpoint_dir: str, reference: str, threads: int = 1, rc_average: bool = True):
+        super().__init__(checkpoint_dir, reference, threads, rc_average)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         enc = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)
@@ -119,15 +152,7 @@ class IntervalPredictor(CheckpointPredictor):
     """
 
     def __init__(self, checkpoint_dir: str, reference: str, rc_average: bool = True, threads: int = 1):
-        super().__init__(checkpoint_dir, reference, threads)
-        self.rc_average = rc_average
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        if not self.rc_average:
-            return super().predict(x)
-        xt = torch.from_numpy(x).to(self.device).float()
-        with torch.inference_mode():
-            return rc_average_probs(self.model, xt).float().cpu().numpy()
+        super().__init__(checkpoint_dir, reference, threads, rc_average)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         enc = encode_intervals(batch, self.reference)
@@ -136,7 +161,7 @@ class IntervalPredictor(CheckpointPredictor):
         return out
 
 
-def map_checkpoints(ds: "ray.data.Dataset", predictor: type, checkpoints: dict[str, str], reference: str, score: "ScoreConfig") -> "ray.data.Dataset":
+def map_checkpoints(ds: "ray.data.Dataset", predictor: type, checkpoints: dict[str, str], reference: str, score: "ScoreConfig", *, rc_average: bool = False) -> "ray.data.Dataset":
     """Score every block of ``ds`` with a pool of ``predictor`` actors holding several checkpoints.
 
     The actor stage shared by genome-wide scoring and variant effects: ``score.actors`` actors,
@@ -149,13 +174,16 @@ def map_checkpoints(ds: "ray.data.Dataset", predictor: type, checkpoints: dict[s
     ds
         Blocks the predictor understands (shards of CpG sites, variant chunks).
     predictor
-        A callable class taking ``checkpoints, reference, batch_size, threads``.
+        A callable class taking ``checkpoints, reference, batch_size, threads`` (and
+        ``rc_average`` when asked for).
     checkpoints
         Label -> methray checkpoint directory.
     reference
         FASTA path (local or ``s3://``).
     score
         The job's ``score`` section.
+    rc_average
+        Pass ``score.rc_average`` to the predictor (methylation scoring of CpGs).
     """
     import ray
 
@@ -166,6 +194,7 @@ def map_checkpoints(ds: "ray.data.Dataset", predictor: type, checkpoints: dict[s
             "reference": reference,
             "batch_size": score.batch_size,
             "threads": max(1, int(score.cpus_per_actor)),
+            **({"rc_average": score.rc_average} if rc_average else {}),
         },
         compute=ray.data.ActorPoolStrategy(size=score.actors),
         batch_size=None,

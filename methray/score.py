@@ -28,11 +28,14 @@ from .sites import sites_dataset
 
 
 def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -> ray.data.Dataset:
-    """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...)."""
+    """Attach the predictor to a dataset of CpGs (columns ``chrom``, ``pos``, ...).
+
+    Both strands averaged when ``score.rc_average`` (:class:`~methray.predictor.Predictor`).
+    """
     ckpt.read_meta(checkpoint_dir)  # fail in the driver, not in (retried) actor constructors
     return ds.map_batches(
         Predictor,
-        fn_constructor_kwargs={"checkpoint_dir": checkpoint_dir, "reference": cfg.reference, "threads": int(cfg.score.cpus_per_actor)},
+        fn_constructor_kwargs={"checkpoint_dir": checkpoint_dir, "reference": cfg.reference, "threads": int(cfg.score.cpus_per_actor), "rc_average": cfg.score.rc_average},
         compute=ray.data.ActorPoolStrategy(size=cfg.score.actors),
         batch_size=cfg.score.batch_size,
         num_cpus=cfg.score.cpus_per_actor,

@@ -13,6 +13,10 @@
   (latest weights + optimiser, loop state, best model so far). Validation loss is
   all-reduced over workers, so every worker takes the same early-stopping decision (stop
   after ``patience`` epochs without improvement).
+- Seed (``train.seed``): the initial weights (``torch.manual_seed(seed)`` before the model
+  is built), the epoch shuffles and each epoch's dropout / RC draws, so the same seed gives
+  the same model on CPU. Learning rate: Adam with ``train.lr_schedule``
+  (:func:`lr_scheduler`; cosine with warmup by default), whose state is checkpointed.
 - Fault tolerance: ``FailureConfig(max_failures=train.max_failures)``; a restarted worker
   group resumes from the latest checkpoint (:func:`ray.train.get_checkpoint`), and a rerun
   with the same run directory resumes an unfinished run or reports a finished one. Checkpoint
@@ -82,6 +86,41 @@ def model_window(cfg: RunConfig) -> WindowSpec:
 def learning_rate(train_cfg: TrainConfig, model: str) -> float:
     """Adam learning rate: ``train.lr`` if set, else the model's registry default."""
     return train_cfg.lr or models.get(model).lr
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int):
+    """The learning-rate schedule of ``train.lr_schedule`` for ``optimizer``.
+
+    - ``cosine`` (default): linear warmup over the first :data:`WARMUP_FRACTION` of the
+      ``total_steps`` optimiser steps of the epoch budget (``epochs x batches per epoch``),
+      then cosine decay to 0 at the end of the budget, stepped after every batch
+      (Loshchilov & Hutter 2017, SGDR, without restarts; warmup as Goyal et al. 2017).
+    - ``plateau``: ``ReduceLROnPlateau``, the rate halved after every epoch whose
+      validation loss is not a new best (stepped once per epoch with that loss).
+    - ``constant``: the rate of ``train.lr`` throughout.
+
+    Returns
+    -------
+    torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau | None
+        None for ``constant``. Its ``state_dict`` goes into ``latest.pt`` so that a resumed
+        run continues the schedule where it stopped.
+    """
+    if schedule == "cosine":
+        warmup = max(1, round(WARMUP_FRACTION * total_steps))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=0)
+    return None
+
+
+WARMUP_FRACTION = 0.05
+"""Share of the cosine schedule's steps spent warming up (linearly from ``lr / warmup``)."""
 
 
 def _all_reduce_sum(values: list[float]) -> list[float]:
@@ -247,12 +286,18 @@ def train_loop_per_worker(config: dict) -> None:
     """
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
+    torch.manual_seed(config["seed"])  # the initial weights (DDP copies rank 0's to every worker)
     model = models.build(config["model"], window_length=config["window_length"], n_outputs=config["n_outputs"], **config["params"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     spec = WindowSpec(config["window_length"], config["exclude_cpg"])
     task, reference, batch_size = config["task"], config["reference"], config["batch_size"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    data = ray.get(config["rows"])  # {"train": WindowRows, "val": WindowRows}: zero-copy numpy arrays
+    train_rows, val_rows = data["train"], data["val"]
+    per_epoch = len(train_rows) // world
+    per_epoch = min(per_epoch, config["steps_per_epoch"] * batch_size) if config["steps_per_epoch"] else per_epoch
+    scheduler = lr_scheduler(optimizer, config["lr_schedule"], config["epochs"] * math.ceil(per_epoch / batch_size))
     state = {"epoch": 0, "best_val_loss": math.inf, "stale": 0, "history": []}
     best_dir = tempfile.mkdtemp(prefix="methray-best-")
     restored = ray.train.get_checkpoint()
@@ -262,13 +307,13 @@ def train_loop_per_worker(config: dict) -> None:
             saved = torch.load(Path(d, LATEST_FILE), map_location="cpu", weights_only=True)
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
+            if scheduler is not None and "scheduler" in saved:
+                scheduler.load_state_dict(saved["scheduler"])
             shutil.copytree(Path(d, BEST_DIR), best_dir, dirs_exist_ok=True)
     if state["epoch"] >= config["epochs"] or state["stale"] >= config["patience"]:
         return  # a finished run: nothing to train (the driver reports it)
     model = ray.train.torch.prepare_model(model)
-    data = ray.get(config["rows"])  # {"train": WindowRows, "val": WindowRows}: zero-copy numpy arrays
     upload = checkpoint_uploader(config["storage_path"])
-    train_rows, val_rows = data["train"], data["val"]
     val_order = _Strided(len(val_rows), rank, world)
     resumed_from = state["epoch"]
     base = _rss_mib()[0]  # private memory once model and rows are in place
@@ -286,6 +331,9 @@ def train_loop_per_worker(config: dict) -> None:
             loss = tasks.loss(task, model(x), y)
             loss.backward()
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # this step's rate (reported: the epoch's last)
+            if config["lr_schedule"] == "cosine":
+                scheduler.step()
             loss_sum += loss.item() * len(y)
             n += len(y)
             if step % 16 == 0:
@@ -299,13 +347,15 @@ def train_loop_per_worker(config: dict) -> None:
         peak = np.fmax(peak, _rss_mib())
         loss_sum, n, val_sum, val_n = _all_reduce_sum([loss_sum, n, val_sum, val_n])
         train_loss, val_loss = loss_sum / max(n, 1), val_sum / max(val_n, 1)
+        if config["lr_schedule"] == "plateau":
+            scheduler.step(val_loss)  # the same all-reduced loss on every worker
         improved = val_loss < state["best_val_loss"]
         state["best_val_loss"] = val_loss if improved else state["best_val_loss"]
         state["stale"] = 0 if improved else state["stale"] + 1
         state["epoch"] = epoch
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": int(n),
-            "seconds": time.perf_counter() - start, "best_val_loss": state["best_val_loss"],
+            "seconds": time.perf_counter() - start, "best_val_loss": state["best_val_loss"], "lr": lr,
             "worker_base_mib": round(base, 1), "worker_peak_mib": round(float(peak[0]), 1), "worker_shm_mib": round(float(peak[1]), 1), "resumed_from_epoch": resumed_from, "pid": os.getpid(),
         }
         state["history"].append(metrics)
@@ -314,7 +364,10 @@ def train_loop_per_worker(config: dict) -> None:
             if improved:
                 ckpt.save(best_dir, net, config["meta"].model_copy(update={"epoch": epoch, "val_loss": val_loss}))
             with tempfile.TemporaryDirectory(prefix="methray-ckpt-") as tmp:
-                torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict()}, Path(tmp, LATEST_FILE))
+                saved = {"model": net.state_dict(), "optimizer": optimizer.state_dict()}
+                if scheduler is not None:
+                    saved["scheduler"] = scheduler.state_dict()
+                torch.save(saved, Path(tmp, LATEST_FILE))
                 Path(tmp, STATE_FILE).write_text(json.dumps(state, indent=1))
                 shutil.copytree(best_dir, Path(tmp, BEST_DIR))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_upload_fn=upload)
@@ -403,7 +456,7 @@ def _follow_progress(queue, label: str, stop: threading.Event, history: list[dic
             continue
         history.append(m)
         if echo:
-            log.info(f"train {label} epoch {m['epoch']}: train_loss {m['train_loss']:.4f} val_loss {m['val_loss']:.4f} ({m['seconds']:.0f} s, {m['samples'] / max(m['seconds'], 1e-9):,.0f} samples/s)")
+            log.info(f"train {label} epoch {m['epoch']}: train_loss {m['train_loss']:.4f} val_loss {m['val_loss']:.4f} lr {m.get('lr', float('nan')):.2g} ({m['seconds']:.0f} s, {m['samples'] / max(m['seconds'], 1e-9):,.0f} samples/s)")
 
 
 def fit(
@@ -488,6 +541,7 @@ def fit(
         "batch_size": train_cfg.batch_size,
         "steps_per_epoch": steps_per_epoch,
         "lr": learning_rate(train_cfg, meta.model),
+        "lr_schedule": train_cfg.lr_schedule,
         "patience": train_cfg.patience,
         "rc_augment": train_cfg.rc_augment,
         "seed": train_cfg.seed,
@@ -561,7 +615,7 @@ def run_fingerprint(train_rows: WindowRows, val_rows: WindowRows, reference: str
         for arr in (sites.contig, sites.pos, sites.y):
             h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
         h.update("\t".join(sites.contigs).encode())
-    keys = ("model", "task", "window_length", "exclude_cpg", "n_outputs", "params", "batch_size", "steps_per_epoch", "lr", "rc_augment", "seed", "meta")
+    keys = ("model", "task", "window_length", "exclude_cpg", "n_outputs", "params", "batch_size", "steps_per_epoch", "lr", "lr_schedule", "rc_augment", "seed", "meta")
     settings = {k: loop_config[k] for k in keys}
     settings["meta"] = settings["meta"].model_dump(mode="json")
     h.update(json.dumps({"reference": reference, **settings}, sort_keys=True, default=str).encode())

@@ -1,6 +1,7 @@
-"""`methray compare` on a tiny budget over a real slice: two non-MRCNN models trained with
-``train.fit``, reloaded with ``checkpoint.load``, scored with ``score.Predictor``; the
-comparison table's columns, header and shared test sites."""
+"""`methray compare` on a tiny budget over a real slice: two non-MRCNN models, two seeds each,
+trained with ``train.fit``, reloaded with ``checkpoint.load``, scored with
+``score.Predictor``; the comparison table's columns, header, seeds, intervals, shared test
+sites and the cross-tissue rows (IMR90-trained models against saliva)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import torch
 
 from methray import checkpoint
 from methray.budget import Budget
-from methray.compare import INTERVAL_METRICS, TABLE_METRICS, compare, read_comparison
+from methray.compare import INTERVAL_METRICS, RUN_COLUMNS, TABLE_METRICS, compare, read_comparison
 from methray.config import load_config
 from methray.errors import MethrayError
 from methray.models.cnn_baseline import CNNBaseline
 from methray.predictor import Predictor
 
-from conftest import FASTA, slice_config
+from conftest import FASTA, SALIVA, slice_config
 
 pytestmark = pytest.mark.ray
 
@@ -28,59 +29,109 @@ MODELS = ["cnn_baseline", "deepcpg_dna"]
 TINY = Budget(name="tiny", epochs=1, max_train_per_model={"deepcpg_dna": 300}, max_train=600, max_val=150, max_eval=400)
 
 
+SEEDS = 2
+BASELINES = ["cpg_density", "composition_gbm"]
+
+
 @pytest.fixture(scope="module")
-def comparison(ray_session, imr90_slice, tmp_path_factory):
+def saliva_slice(imr90_slice, tmp_path_factory) -> Path:
+    """The real saliva bedGraph rows inside the IMR90 slice (chr22:24.08-24.89 Mb)."""
+    df = pd.read_csv(SALIVA, sep="\t", comment="t", header=None)
+    df = df[(df[1] >= 24_080_627) & (df[1] < 24_885_234)]
+    path = tmp_path_factory.mktemp("saliva") / "saliva_slice.bedGraph"
+    df.to_csv(path, sep="\t", header=False, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def comparison(ray_session, imr90_slice, saliva_slice, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    cfg = load_config(data=slice_config(out, imr90_slice, train={"batch_size": 32}))
-    table = compare(cfg, names=MODELS, budget=TINY)
+    tissues = [{"name": "imr90", "path": str(imr90_slice)}, {"name": "saliva", "path": str(saliva_slice), "format": "bedgraph"}]
+    cfg = load_config(data=slice_config(out, imr90_slice, tissues=tissues, train={"batch_size": 32}))
+    table = compare(cfg, names=MODELS, budget=TINY, seeds=SEEDS)
     return cfg, table
 
 
-def test_table_columns_rows_and_budget_header(comparison):
+def test_table_columns_rows_seeds_and_budget_header(comparison):
     cfg, table = comparison
     header, disk = read_comparison(cfg.path("comparison.tsv"))
     assert header.startswith("methray compare, imr90, hg19; budget: tiny")
     assert "at most 1 epochs per model" in header and "cnn_baseline 600" in header and "deepcpg_dna 300" in header
-    assert "test sites 400" in header
+    assert "test sites 400" in header and "seeds 0..1" in header
+    assert "bootstrap replicates over hold-out blocks" in header and "mean over seeds" in header
+    headline = [f"{m}{end}" for m in INTERVAL_METRICS for end in ("", "_sd", "_lo", "_hi")]
     metric_cols = [m if s == "all" else f"{s}_{m}" for s, m in TABLE_METRICS]
-    interval_cols = [f"{m}_{end}" for m in INTERVAL_METRICS for end in ("lo", "hi")]
-    assert list(disk.columns) == ["model", "window", "parameters", "train_sites", "epochs", "train_s", "score_s"] + metric_cols + interval_cols
-    assert "bootstrap replicates over hold-out blocks" in header
-    assert {"auroc", "accuracy", "rmse_hyper", "mae_mid", "rmse_hypo", "cgi_auroc", "non_cgi_rmse"} <= set(disk.columns)
-    assert disk["model"].tolist() == MODELS + ["cpg_density", "composition_gbm"]
-    assert disk["train_sites"].tolist() == [600, 300, 600, 600]
-    assert (disk["n"] == 400).all()  # the same capped test set for every model
-    assert disk.loc[disk["model"] == "deepcpg_dna", "window"].item() == "1001"
-    assert disk.loc[disk["model"] == "cnn_baseline", "window"].item() == "400 excl. CpG"
-    for col in ("auroc", "auprc_unmeth", "accuracy", "rmse", "mae", "rmse_hyper", "mae_hyper", "non_cgi_rmse", "auroc_lo", "rmse_hi"):
-        assert np.isfinite(disk[col]).all(), col
-    assert disk["rmse"].between(0, 1).all()
+    assert list(disk.columns) == RUN_COLUMNS + headline + metric_cols
+    assert set(INTERVAL_METRICS) == {"auroc", "auprc_unmeth", "rmse", "mae", "pearson_r"}
+    names = MODELS + BASELINES
+    assert disk["model"].tolist() == [m for m in names for _ in ("imr90", "saliva")]
+    assert disk["tissue"].tolist() == ["imr90", "saliva"] * len(names)
+    own = disk[disk["tissue"] == "imr90"].set_index("model")
+    assert own["train_sites"].tolist() == [600, 300, 600, 600]
+    assert own["seeds"].tolist() == [SEEDS, SEEDS, 1, SEEDS]  # cpg_density: one deterministic fit
+    assert (own["n"] == 400).all()  # the same capped test set for every model
+    assert own.loc["deepcpg_dna", "window"] == "1001" and own.loc["cnn_baseline", "window"] == "400 excl. CpG"
+    for col in headline + ["accuracy", "rmse_hyper", "mae_hyper", "non_cgi_rmse"]:
+        assert np.isfinite(own[col]).all(), col
+    assert own["rmse"].between(0, 1).all() and (own["rmse_lo"] <= own["rmse_hi"]).all()
+    assert own.loc["cpg_density", "auroc_sd"] == 0
+    assert own.loc["cnn_baseline", "auroc_sd"] > 0  # two seeds, two different models
+    # the table's mean and sd are those of the per-seed tidy rows
+    tidy = pd.read_csv(cfg.path("comparison_metrics.tsv"), sep="\t")
+    per_seed = tidy[(tidy["model"] == "cnn_baseline") & (tidy["tissue"] == "imr90") & (tidy["subset"] == "all")]
+    assert per_seed["seed"].tolist() == [0, 1]
+    assert own.loc["cnn_baseline", "auroc"] == pytest.approx(per_seed["auroc"].mean(), abs=1e-4)
+    assert own.loc["cnn_baseline", "mae_sd"] == pytest.approx(per_seed["mae"].std(ddof=1), abs=1e-4)
     assert disk.shape == table.shape
     md = Path(cfg.path("comparison.md")).read_text().splitlines()
-    assert md[0] == header and md[2].startswith("| model | window | parameters |")
-    assert sum(line.startswith("| ") for line in md) == 1 + len(MODELS) + 2
+    assert md[0] == header and md[2].startswith("| model | tissue | window | train_sites | seeds | n | AUROC |")
+    assert " ± " in md[4] and "[" in md[4]
 
 
-def test_every_model_scored_on_the_same_held_out_sites(comparison):
+def test_every_model_and_seed_scored_on_the_same_held_out_sites(comparison):
     cfg, _ = comparison
-    preds = {m: pd.read_parquet(cfg.path("predictions", f"imr90.{m}.parquet")) for m in MODELS + ["cpg_density", "composition_gbm"]}
+    preds = {m: pd.read_parquet(cfg.path("predictions", f"imr90.{m}.parquet")) for m in MODELS + BASELINES}
     ref = preds["cnn_baseline"]
     assert len(ref) == 400 and set(ref["split"]) == {"test"}
     for df in preds.values():
         np.testing.assert_array_equal(df["pos"].to_numpy(), ref["pos"].to_numpy())
         assert df["beta_pred"].between(0, 1).all()
+    seeds = [pd.read_parquet(cfg.path("models", "cnn_baseline", f"seed{k}", "predictions", "imr90.cnn_baseline.parquet")) for k in range(SEEDS)]
+    np.testing.assert_array_equal(seeds[0]["beta_pred"].to_numpy(), ref["beta_pred"].to_numpy())  # predictions/ holds seed 0
+    np.testing.assert_array_equal(seeds[1]["pos"].to_numpy(), ref["pos"].to_numpy())
+    assert not np.allclose(seeds[0]["beta_pred"], seeds[1]["beta_pred"])
     tidy = pd.read_csv(cfg.path("comparison_metrics.tsv"), sep="\t")
-    assert set(tidy["subset"]) == {"all", "cgi", "non_cgi"} and len(tidy) == 3 * 4
+    assert set(tidy["subset"]) == {"all", "cgi", "non_cgi"}
+    assert len(tidy) == 3 * 2 * (len(MODELS) * SEEDS + 1 + SEEDS)  # subsets x tissues x runs
+
+
+def test_cross_tissue_rows_use_saliva_betas_at_the_imr90_test_sites(comparison):
+    cfg, table = comparison
+    from methray.sites import read_sites
+
+    saliva = read_sites(cfg.sites_table, tissue="saliva", columns=["chrom", "pos", "beta"])
+    pred = pd.read_parquet(cfg.path("models", "cnn_baseline", "seed1", "predictions", "imr90.cnn_baseline.parquet"))
+    both = pred.drop(columns="beta").merge(saliva.astype({"chrom": str}), on=["chrom", "pos"])
+    assert 20 < len(both) < len(pred)  # saliva measures part of the IMR90 test sites
+    rows = table.set_index(["model", "tissue"])
+    assert rows.loc[("cnn_baseline", "saliva"), "n"] == len(both)
+    tidy = pd.read_csv(cfg.path("comparison_metrics.tsv"), sep="\t")
+    mine = tidy[(tidy["model"] == "cnn_baseline") & (tidy["tissue"] == "saliva") & (tidy["subset"] == "all") & (tidy["seed"] == 1)]
+    rmse = np.sqrt(np.mean((both["beta"] - both["beta_pred"]) ** 2))
+    assert mine["rmse"].item() == pytest.approx(rmse, abs=1e-4)
+    assert rows.loc[("cnn_baseline", "saliva"), "rmse"] != pytest.approx(rows.loc[("cnn_baseline", "imr90"), "rmse"])
+    _, intervals = read_comparison(cfg.path("comparison_intervals.tsv"))
+    assert set(intervals["tissue"]) == {"imr90", "saliva"} and (intervals["lo"] <= intervals["hi"]).all()
 
 
 def test_checkpoint_reloads_and_predictor_reproduces_the_scores(comparison):
     cfg, _ = comparison
-    directory = cfg.path("models", "cnn_baseline", "checkpoint")
+    directory = cfg.path("models", "cnn_baseline", "seed0", "checkpoint")
     model, meta = checkpoint.load(directory)
     assert isinstance(model, CNNBaseline) and not model.training
     assert (meta.model, meta.task, meta.n_outputs, meta.window_length, meta.exclude_cpg) == ("cnn_baseline", "methylation", 1, 400, True)
-    assert meta.n_train == 600 and meta.epochs_run == 1 and meta.compare_budget == "tiny"
-    history = pd.read_csv(cfg.path("models", "cnn_baseline", "train_history.tsv"), sep="\t")
+    assert meta.n_train == 600 and meta.epochs_run == 1 and meta.compare_budget == "tiny" and meta.seed == 0
+    history = pd.read_csv(cfg.path("models", "cnn_baseline", "seed0", "train_history.tsv"), sep="\t")
     assert history["epoch"].tolist() == [1] and np.isfinite(history["val_loss"]).all()
 
     scored = pd.read_parquet(cfg.path("predictions", "imr90.cnn_baseline.parquet")).head(50)
@@ -92,12 +143,13 @@ def test_checkpoint_reloads_and_predictor_reproduces_the_scores(comparison):
 def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, caplog):
     cfg, table = comparison
     caplog.set_level(logging.INFO, logger="methray")
-    before = Path(cfg.path("models", "deepcpg_dna", "checkpoint", "model.pt")).stat().st_mtime_ns
-    again = compare(cfg, names=["deepcpg_dna"], budget=TINY)
-    assert "compare deepcpg_dna: reusing" in caplog.text
-    assert Path(cfg.path("models", "deepcpg_dna", "checkpoint", "model.pt")).stat().st_mtime_ns == before
-    first = table.set_index("model").loc["deepcpg_dna", "auroc"]
-    assert again.set_index("model").loc["deepcpg_dna", "auroc"] == pytest.approx(first)
+    model_pt = [Path(cfg.path("models", "deepcpg_dna", f"seed{k}", "checkpoint", "model.pt")) for k in range(SEEDS)]
+    before = [p.stat().st_mtime_ns for p in model_pt]
+    again = compare(cfg, names=["deepcpg_dna"], budget=TINY, seeds=SEEDS)
+    assert "compare deepcpg_dna seed 0: reusing" in caplog.text and "compare deepcpg_dna seed 1: reusing" in caplog.text
+    assert [p.stat().st_mtime_ns for p in model_pt] == before
+    first = table.set_index(["model", "tissue"]).loc[("deepcpg_dna", "imr90"), "auroc"]
+    assert again.set_index(["model", "tissue"]).loc[("deepcpg_dna", "imr90"), "auroc"] == pytest.approx(first)
 
 
 def test_gap_smaller_than_the_widest_window_is_refused(tmp_path, imr90_slice):

@@ -95,3 +95,20 @@ def test_intervals_from_hold_out_blocks_for_the_model_and_both_baselines(demo_ru
     for r in intervals.itertuples():
         assert r.estimate == pytest.approx(overall.loc[r.model, r.metric], abs=1e-4)
         assert r.lo <= r.hi and r.n_blocks >= 1
+
+
+def test_summary_prints_the_model_beside_both_baselines():
+    from conftest import IMR90, head_lines
+    from methray.metrics import metric_rows
+    from methray.pipeline import summary
+
+    rows = [line.split("\t") for line in head_lines(IMR90, 2000)]
+    df = pd.DataFrame({"beta": [int(r[4]) / max(int(r[4]) + int(r[5]), 1) for r in rows], "in_cpg_island": False})
+    rng = np.random.default_rng(0)
+    table = pd.concat([metric_rows(df.assign(beta_pred=np.clip(df["beta"] + rng.normal(0, s, len(df)), 0, 1)), m, "imr90")
+                       for m, s in (("mrcnn", 0.2), ("cpg_density", 0.4), ("composition_gbm", 0.3))], ignore_index=True)
+    lines = summary(table).splitlines()
+    assert lines[1].split() == ["model", "tissue", "n", "AUROC", "AUPRC-u", "RMSE", "MAE", "r", "acc"]
+    assert [line.split()[0] for line in lines[2:]] == ["mrcnn", "cpg_density", "composition_gbm"]
+    mrcnn = table[(table["model"] == "mrcnn") & (table["subset"] == "all")].iloc[0]
+    assert lines[2].split()[3] == f"{mrcnn.auroc:.3f}"

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import torch
 
 from conftest import FASTA, IMR90, head_lines
 from methray import checkpoint as ckpt
 from methray.config import TrainConfig
 from methray.encoding import WindowSpec, one_hot
 from methray.genome import Reference
-from methray.train import STATE_FILE, epoch_order, fit
+from methray.train import STATE_FILE, epoch_order, fit, lr_scheduler
 from methray.windows import WindowRows, encode_rows
 
 pytestmark = pytest.mark.ray
@@ -125,6 +126,16 @@ def test_worker_killed_mid_run_resumes_from_its_checkpoint_and_rerun_reports(ray
     after = [h for h in res.history if h["pid"] != killed["pid"]]
     assert after and after[0]["resumed_from_epoch"] >= 1  # the new worker started from a checkpoint
     assert ckpt.read_meta(str(tmp_path / "checkpoint")).epoch in epochs
+    # The learning-rate schedule (cosine over 3 x 40 steps) continued after the restart from
+    # the state in latest.pt: each epoch's last step has the rate of an uninterrupted run.
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched, expected = lr_scheduler(opt, "cosine", 3 * 40), []
+    for step in range(3 * 40):
+        if step % 40 == 39:
+            expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [h["lr"] for h in res.history] == pytest.approx(expected, rel=1e-9)
     # A rerun with the same run directory does not train again: it reports the finished run.
     before = sorted(p.name for p in Path(res.run_dir).glob("checkpoint_*"))
     again = _fit(sites, val, tmp_path, "kill", steps=40, epochs=3, max_failures=2)

@@ -74,17 +74,19 @@ class SetPredictor:
         Sub-batch size (CpGs per forward pass).
     threads
         torch CPU threads per actor.
+    rc_average
+        Average both strands (``score.rc_average``; :class:`methray.predictor.Predictor`).
 
     ``__call__`` takes ``chrom, pos, in_cpg_island, shard, row`` ``(B,)`` and returns
     ``shard, pos, in_cpg_island`` and ``pred.<tissue>`` ``(B,) float32`` per tissue.
     """
 
-    def __init__(self, checkpoints: dict[str, str], reference: str, batch_size: int, threads: int = 1):
+    def __init__(self, checkpoints: dict[str, str], reference: str, batch_size: int, threads: int = 1, rc_average: bool = True):
         loaded: dict[str, Predictor] = {}
         self.predictors = {}
         for tissue, path in checkpoints.items():
             if path not in loaded:
-                loaded[path] = Predictor(path, reference, threads)
+                loaded[path] = Predictor(path, reference, threads, rc_average)
             self.predictors[tissue] = loaded[path]
         self.batch_size = int(batch_size)
 

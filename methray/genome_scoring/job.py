@@ -105,7 +105,7 @@ def run_shards(
     items = [{"chrom": s.chrom, "start": s.start, "end": s.end, "shard": s.index} for s in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(load_shard_sites, fn_kwargs={"table": table}, batch_size=1, batch_format="numpy")
-    ds = map_checkpoints(ds, SetPredictor, {t.name: t.checkpoint for t in cfg.tissues}, cfg.reference, cfg.score)  # one call per shard block: sub-batches are cut inside, from the shard start
+    ds = map_checkpoints(ds, SetPredictor, {t.name: t.checkpoint for t in cfg.tissues}, cfg.reference, cfg.score, rc_average=True)  # one call per shard block: sub-batches are cut inside, from the shard start
     by_index = {s.index: s for s in todo}
     pending: dict[int, list[pd.DataFrame]] = {}
     received: dict[int, int] = {}
