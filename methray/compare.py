@@ -45,7 +45,7 @@ from .tables import read_result, write_table
 
 log = logging.getLogger(__name__)
 
-MODELS = ("mrcnn", "cnn_baseline", "deepcpg_dna", "deepsea", "basset", "danq", "danq_random_dropout", "conv4_frss")
+MODELS = ("mrcnn", "cnn_baseline", "deepcpg_dna", "deepsea", "basset", "danq", "danq_random_dropout", "conv4_frss", "context_cnn")
 
 
 # Chosen from training throughput measured on the shared 2-core machine (plain torch, 2
@@ -61,7 +61,7 @@ BUDGETS = {
         epochs=3,
         max_train_per_model={
             "mrcnn": 30000, "cnn_baseline": 30000, "deepcpg_dna": 30000, "basset": 2000,
-            "deepsea": 1000, "danq": 1000, "danq_random_dropout": 1000, "conv4_frss": 500,
+            "deepsea": 1000, "danq": 1000, "danq_random_dropout": 1000, "conv4_frss": 500, "context_cnn": 30000,
         },
         max_val=1000,
         max_eval=4000,

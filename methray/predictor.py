@@ -17,6 +17,7 @@ import torch
 from . import checkpoint as ckpt
 from . import tasks
 from .augment import reverse_complement
+from .context import model_inputs
 from .windows import encode_batch, encode_intervals
 
 if TYPE_CHECKING:
@@ -47,13 +48,16 @@ class CheckpointPredictor:
         self.model, self.meta = ckpt.load(checkpoint_dir, self.device)
         self.reference = reference
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *extra: np.ndarray) -> np.ndarray:
         """Outputs of the model after the task transform.
 
         Parameters
         ----------
         x
             ``(B, L, 4) uint8`` one-hot windows.
+        extra
+            The model's other inputs (:func:`methray.context.model_inputs`), e.g. context
+            features ``(B, F) float32``.
 
         Returns
         -------
@@ -61,8 +65,9 @@ class CheckpointPredictor:
             ``(B, K) float32``: clipped betas (methylation) or sigmoid probabilities (multilabel).
         """
         xt = torch.from_numpy(x).to(self.device).float()
+        et = [torch.from_numpy(e).to(self.device) for e in extra]
         with torch.inference_mode():
-            return tasks.predict(self.meta.task, self.model(xt)).float().cpu().numpy()
+            return tasks.predict(self.meta.task, self.model(xt, *et)).float().cpu().numpy()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -72,6 +77,7 @@ class Predictor(CheckpointPredictor):
     """CpG windows of a methylation model.
 
     ``__call__`` takes a batch with ``chrom`` ``(B,)`` and ``pos`` ``(B,) int64`` (0-based C)
+    (context models also get the regional context of those CpGs, :mod:`methray.context`)
     and returns the columns of :data:`SITE_COLUMNS` present in it plus ``beta_pred`` ``(B,)
     float32`` (first model output after the task transform: clipped to [0, 1] for methylation).
     """
@@ -79,7 +85,8 @@ class Predictor(CheckpointPredictor):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         enc = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)
         out = {k: np.asarray(batch[k]) for k in SITE_COLUMNS if k in batch}
-        out["beta_pred"] = np.ascontiguousarray(self.predict(enc["x"])[:, 0])
+        extra = model_inputs(self.meta.model, self.reference, batch["chrom"], batch["pos"])
+        out["beta_pred"] = np.ascontiguousarray(self.predict(enc["x"], *extra)[:, 0])
         return out
 
 
