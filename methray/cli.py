@@ -171,7 +171,7 @@ def compare(
     config: ConfigOpt,
     set: SetOpt = None,
     out: OutOpt = None,
-    budget: Annotated[str, typer.Option("--budget", help="none: all sites, train.epochs (GPU clusters); cpu: the site / epoch caps for a 2-core machine, stated in the table header.")] = "none",
+    budget: Annotated[str, typer.Option("--budget", help="none: all sites, train.epochs (GPU clusters); cpu: the site / epoch caps for a 2-core machine, stated in the table header; cpu-long: the same with up to 8 epochs.")] = "none",
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated models (default: every methylation-capable sequence model).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train every model with seeds 0..N-1; the table reports mean, sd and a block-bootstrap interval of the mean.")] = 3,
 ):

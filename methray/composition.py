@@ -92,6 +92,30 @@ def window_counts(codes: np.ndarray, positions: np.ndarray, widths: tuple[int, .
     return out
 
 
+def ratios(called: np.ndarray, c: np.ndarray, g: np.ndarray, cpg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GC fraction, CpG observed/expected and CpGs per 100 bp from a window's counts.
+
+    Parameters
+    ----------
+    called, c, g, cpg
+        Counts in each window, ``(N,)`` integer: called (non-N) bases, C, G, CpG dinucleotides.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        ``gc``, ``cpg_oe`` (``n_CpG * n_called / (n_C * n_G)``, Gardiner-Garden & Frommer
+        1987) and ``cpg`` (per 100 called bases), each ``(N,) float64``; NaN where the window
+        has no called base (``cpg_oe``: no C or no G).
+    """
+    called = np.asarray(called, dtype=np.float64)
+    c, g, cpg = (np.asarray(a, dtype=np.float64) for a in (c, g, cpg))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gc = np.where(called > 0, (c + g) / called, np.nan)
+        oe = np.where(c * g > 0, cpg * called / (c * g), np.nan)
+        density = np.where(called > 0, 100.0 * cpg / called, np.nan)
+    return gc, oe, density
+
+
 def kmer_counts(windows: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
     """Counts of every k-mer (k = 1..``max_k``) in each window.
 
@@ -170,14 +194,8 @@ def composition_features(sites: pd.DataFrame, reference: str, cpg_islands: str |
 def _contig_features(ref, chrom: str, pos: np.ndarray, islands) -> np.ndarray:
     codes = ref.contig_codes(chrom)
     cols = []
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for w, n in window_counts(codes, pos, SCALES).items():
-            called = n["called"].astype(np.float64)
-            cols += [
-                np.where(called > 0, (n["c"] + n["g"]) / called, np.nan),
-                np.where(n["c"] * n["g"] > 0, n["cpg"] * called / (n["c"] * n["g"]), np.nan),
-                np.where(called > 0, 100.0 * n["cpg"] / called, np.nan),
-            ]
+    for w, n in window_counts(codes, pos, SCALES).items():
+        cols += list(ratios(n["called"], n["c"], n["g"], n["cpg"]))
     scale_block = np.stack(cols, axis=1)
     padded = ref.codes(chrom)
     spec = WindowSpec(KMER_WINDOW)

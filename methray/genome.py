@@ -129,7 +129,7 @@ class Reference:
         self.cache_dir = cache_root() / CACHE_VERSION / _content_key(self.path)
         self._fasta: pyfaidx.Fasta | None = None
         self.bgzip = False
-        self._codes: dict[str, np.ndarray] = {}
+        self._codes: dict = {}  # contig -> codes; (contig, kind) -> derived arrays
         self._lock = threading.Lock()
         if storage.is_remote(self.path) and storage.exists(self.path + ".fai"):
             # The index is enough to know the contigs; the FASTA itself is downloaded only
@@ -206,6 +206,51 @@ class Reference:
                 if not target.exists():  # another process may have written it while we waited
                     self._write_contig(chrom, target)
         return target
+
+    def derived(self, chrom: str, kind: str, build) -> np.ndarray:
+        """An array computed from one contig's codes, cached beside them and memory-mapped.
+
+        Written once per node, like the contig codes (a lock, a temporary name, a rename):
+        ``<cache_dir>/<contig>.<kind>.npy``. Used for per-contig tables such as the binned
+        base counts of :mod:`methray.context`.
+
+        Parameters
+        ----------
+        chrom
+            Contig name.
+        kind
+            A short name for the array (part of the file name; change it when ``build``'s
+            output changes).
+        build
+            ``build(codes, out_path)``: writes the ``.npy`` file at ``out_path`` from the
+            contig's unpadded codes ``(size,) uint8`` (e.g. with ``np.lib.format.open_memmap``,
+            so that memory stays bounded).
+
+        Returns
+        -------
+        np.ndarray
+            The cached array, read-only, memory-mapped.
+        """
+        key = (chrom, kind)
+        with self._lock:
+            if key in self._codes:
+                return self._codes[key]
+        target = self.cache_dir / f"{quote(chrom, safe='')}.{kind}.npy"
+        if not target.exists():
+            codes = self.contig_codes(chrom)
+            with _file_lock(self.cache_dir / f".lock-{quote(chrom, safe='')}.{kind}"):
+                if not target.exists():
+                    tmp = target.with_name(f"{target.stem}.tmp-{uuid.uuid4().hex[:8]}.npy")
+                    try:
+                        build(codes, tmp)
+                        os.replace(tmp, target)
+                    finally:
+                        if tmp.exists():
+                            tmp.unlink()
+                    log.info("genome cache: wrote %s of %s to %s", kind, chrom, target)
+        with self._lock:
+            self._codes[key] = np.load(target, mmap_mode="r").view(np.ndarray)
+            return self._codes[key]
 
     def _write_contig(self, chrom: str, target: Path) -> None:
         fasta = self._open_fasta()[chrom]

@@ -28,6 +28,7 @@ import torch
 from . import checkpoint as ckpt
 from . import tasks
 from .augment import reverse_complement
+from .context import model_inputs
 from .windows import encode_batch, encode_intervals
 
 if TYPE_CHECKING:
@@ -69,8 +70,9 @@ class CheckpointPredictor:
         x
             ``(B, L, 4) uint8`` one-hot windows.
         extra
-            The model's inputs beside the window, ``(B, ...)`` each (none for window-only
-            models); with ``rc_average`` both strands get the same ones.
+            The model's inputs beside the window (:func:`methray.context.model_inputs`, e.g.
+            context features ``(B, F) float32``; none for window-only models); with
+            ``rc_average`` both strands get the same ones.
 
         Returns
         -------
@@ -102,6 +104,7 @@ class Predictor(CheckpointPredictor):
         Average the predicted beta of both strands (``score.rc_average``, default True).
 
     ``__call__`` takes a batch with ``chrom`` ``(B,)`` and ``pos`` ``(B,) int64`` (0-based C)
+    (context models also get the regional context of those CpGs, :mod:`methray.context`)
     and returns the columns of :data:`SITE_COLUMNS` present in it plus ``beta_pred`` ``(B,)
     float32`` (first model output after the task transform: clipped to [0, 1] for methylation).
     """
@@ -112,7 +115,8 @@ class Predictor(CheckpointPredictor):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         enc = encode_batch(batch, self.reference, self.meta.window_length, self.meta.exclude_cpg)
         out = {k: np.asarray(batch[k]) for k in SITE_COLUMNS if k in batch}
-        out["beta_pred"] = np.ascontiguousarray(self.predict(enc["x"])[:, 0])
+        extra = model_inputs(self.meta.model, self.reference, batch["chrom"], batch["pos"])
+        out["beta_pred"] = np.ascontiguousarray(self.predict(enc["x"], *extra)[:, 0])
         return out
 
 

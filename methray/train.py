@@ -52,6 +52,7 @@ from . import checkpoint as ckpt
 from . import models, storage, tasks
 from .augment import random_reverse_complement
 from .config import RunConfig, TrainConfig
+from .context import model_inputs
 from .encoding import WindowSpec
 from .sites import read_sites
 from .windows import WindowRows, encode_rows
@@ -150,8 +151,11 @@ def _rss_mib() -> tuple[float, float]:
     return kb["RssAnon:"] / 1024, kb["RssShmem:"] / 1024
 
 
-def _batches(data, index, n: int, batch_size: int, reference: str, spec: WindowSpec, device, depth: int = 2):
-    """Yield ``(x (B, L, 4) float32, y)`` tensors for ``data`` rows ``index[:n]``, in order.
+def _batches(data, index, n: int, batch_size: int, reference: str, spec: WindowSpec, device, depth: int = 2, model: str | None = None):
+    """Yield ``(x (B, L, 4) float32, *extra, y)`` tensors for ``data`` rows ``index[:n]``, in order.
+
+    ``extra`` are the model's inputs beside the window (:func:`methray.context.model_inputs`
+    for ``model``; none for window-only models or ``model=None``).
 
     ``index`` is anything sliceable into row-index arrays (an array, :class:`EpochOrder`).
 
@@ -170,7 +174,8 @@ def _batches(data, index, n: int, batch_size: int, reference: str, spec: WindowS
                 if stop.is_set():
                     return
                 rows = index[a : min(n, a + batch_size)]
-                q.put((encode_rows(data, rows, reference, spec), data.y[rows]))
+                extra = model_inputs(model, reference, np.asarray(data.contigs)[data.contig[rows]], data.pos[rows]) if model else ()
+                q.put((encode_rows(data, rows, reference, spec), *extra, data.y[rows]))
             q.put(done)
         except BaseException as exc:  # surfaced in the consumer
             q.put(exc)
@@ -184,8 +189,8 @@ def _batches(data, index, n: int, batch_size: int, reference: str, spec: WindowS
                 return
             if isinstance(item, BaseException):
                 raise item
-            x, y = item
-            yield torch.from_numpy(x).to(device).float(), torch.from_numpy(y).to(device)
+            x, *extra, y = item
+            yield torch.from_numpy(x).to(device).float(), *(torch.from_numpy(e).to(device) for e in extra), torch.from_numpy(y).to(device)
     finally:
         stop.set()
         while thread.is_alive():  # unblock a producer waiting on a full queue
@@ -324,11 +329,11 @@ def train_loop_per_worker(config: dict) -> None:
         n_rows = min(len(rows), config["steps_per_epoch"] * batch_size) if config["steps_per_epoch"] else len(rows)
         model.train()
         loss_sum, n, peak = 0.0, 0, np.array(_rss_mib())
-        for step, (x, y) in enumerate(_batches(train_rows, rows, n_rows, batch_size, reference, spec, device)):
+        for step, (x, *extra, y) in enumerate(_batches(train_rows, rows, n_rows, batch_size, reference, spec, device, model=config["model"])):
             if config["rc_augment"]:
                 x = random_reverse_complement(x)
             optimizer.zero_grad(set_to_none=True)
-            loss = tasks.loss(task, model(x), y)
+            loss = tasks.loss(task, model(x, *extra), y)
             loss.backward()
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]  # this step's rate (reported: the epoch's last)
@@ -341,8 +346,8 @@ def train_loop_per_worker(config: dict) -> None:
         model.eval()
         val_sum, val_n = 0.0, 0
         with torch.no_grad():
-            for x, y in _batches(val_rows, val_order, len(val_order), 4 * batch_size, reference, spec, device):
-                val_sum += tasks.loss(task, model(x), y).item() * len(y)
+            for x, *extra, y in _batches(val_rows, val_order, len(val_order), 4 * batch_size, reference, spec, device, model=config["model"]):
+                val_sum += tasks.loss(task, model(x, *extra), y).item() * len(y)
                 val_n += len(y)
         peak = np.fmax(peak, _rss_mib())
         loss_sum, n, val_sum, val_n = _all_reduce_sum([loss_sum, n, val_sum, val_n])

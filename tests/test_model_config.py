@@ -37,7 +37,7 @@ def config_for(tmp_path, **model):
 
 
 def test_all_nine_names_resolve_from_the_config(tmp_path):
-    assert set(SEQUENCE_MODELS + ["deepmethygene"]) == set(names())
+    assert set(SEQUENCE_MODELS + ["deepmethygene", "context_cnn"]) == set(names())  # context_cnn: tests/test_context.py
     for name in SEQUENCE_MODELS:
         cfg = config_for(tmp_path, name=name)
         spec = model_window(cfg)

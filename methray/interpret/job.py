@@ -25,6 +25,7 @@ import pandas as pd
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..context import refuse_context
 from ..errors import MethrayError
 from ..genome import open_reference
 from . import motifs as mot
@@ -121,6 +122,7 @@ def run_interpret(cfg: InterpretConfig) -> dict:
     check_libraries()
     t0 = time.perf_counter()
     meta = ckpt.read_meta(cfg.checkpoint)
+    refuse_context(meta.model, cfg.checkpoint, "interpret")
     model, meta = ckpt.load(cfg.checkpoint)
     if meta.model == "deepmethygene":
         raise MethrayError(f"{cfg.checkpoint}: deepmethygene is not a sequence model; interpret needs one")

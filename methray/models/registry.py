@@ -44,6 +44,10 @@ class ModelInfo:
         Default Adam learning rate (``train.lr`` overrides it). 1e-3 as MRCNN; 1e-4 for the
         large 1 kb models, whose ~50,000-input dense layers diverge at 1e-3 under MSE (measured
         on IMR90: DeepSEA's loss jumped from 0.48 to 18,608 in one step).
+    context_features : int
+        ``F`` > 0 for context models: their forward is ``model(x, context)`` with ``context``
+        ``(N, F) float32`` from :func:`methray.context.context_features` (computed from the
+        reference around each CpG); 0 for window-only models (``model(x)``).
     extra : dict
         ``{"example": {...}}`` for non-sequence models: constructor arguments used by
         :func:`model_table` (e.g. ``n_cpgs=100`` for ``deepmethygene``).
@@ -57,6 +61,7 @@ class ModelInfo:
     methylation: bool = True
     lr: float = 1e-3
     extra: dict = field(default_factory=dict)
+    context_features: int = 0
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -72,18 +77,20 @@ def register(
     methylation: bool = True,
     lr: float = 1e-3,
     example: dict | None = None,
+    context_features: int = 0,
 ) -> Callable[[type], type]:
     """Class decorator that registers a model under ``name``.
 
     ``window_length=None`` marks a non-sequence model; its required constructor arguments
     are then passed to :func:`build` as keyword arguments, and ``example`` gives values for
-    them that :func:`model_table` uses (e.g. ``{"n_cpgs": 100}``).
+    them that :func:`model_table` uses (e.g. ``{"n_cpgs": 100}``). ``context_features=F``
+    marks a context model (see :class:`ModelInfo`).
     """
 
     def deco(cls: type) -> type:
         window = WindowSpec(window_length, exclude_cpg) if window_length else None
         extra = {"example": dict(example)} if example else {}
-        _REGISTRY[name] = ModelInfo(name, cls, window, n_outputs, paper, methylation, lr, extra)
+        _REGISTRY[name] = ModelInfo(name, cls, window, n_outputs, paper, methylation, lr, extra, context_features)
         return cls
 
     return deco

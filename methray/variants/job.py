@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from .. import checkpoint as ckpt
 from .. import storage
+from ..context import refuse_context
 from ..encoding import BASE_CODES
 from ..errors import MethrayError
 from ..genome import open_reference
@@ -221,6 +222,7 @@ def load_models(cfg: VariantsConfig) -> dict[str, dict]:
         metas[m.name] = ckpt.check_loads(m.checkpoint)
         if metas[m.name].task != "methylation":
             raise MethrayError(f"{m.checkpoint}: a {metas[m.name].task} model; variants scores methylation models")
+        refuse_context(metas[m.name].model, m.checkpoint, "variants")
     return metas
 
 
