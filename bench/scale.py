@@ -545,7 +545,7 @@ def _train_workers(work: Path) -> dict:
     _ray_init()
     rounds = []
     try:
-        for r in range(WORKERS["repeats"]):
+        for r in range(int(os.environ.get("METHRAY_BENCH_ROUNDS", WORKERS["repeats"]))):
             row = {"plain": _plain_steps(sites, val, fasta, WORKERS["steps"]), "load_1min": os.getloadavg()[0]}
             for w in (1, 2):
                 cfg = TrainConfig(epochs=1, batch_size=TRAIN["batch"], num_workers=w, cpus_per_worker=1, use_gpu=False, patience=1)
@@ -559,7 +559,7 @@ def _train_workers(work: Path) -> dict:
     finally:
         ray.shutdown()
     med = {k: float(np.median([x[k] for x in rounds])) for k in ("plain", "w1", "w2")}
-    return {"items": 3 * WORKERS["repeats"] * WORKERS["steps"] * TRAIN["batch"], "unit": f"samples/worker ({WORKERS['repeats']} rounds x plain, 1, 2 workers)",
+    return {"items": 3 * len(rounds) * WORKERS["steps"] * TRAIN["batch"], "unit": f"samples/worker ({len(rounds)} rounds x plain, 1, 2 workers)",
             "rounds": rounds, "plain_samples_per_s": round(med["plain"], 1), "w1_samples_per_s": round(med["w1"], 1), "w2_samples_per_s": round(med["w2"], 1),
             "w1_over_plain": [round(x["w1"] / x["plain"], 3) for x in rounds], "w2_over_w1": [round(x["w2"] / x["w1"], 3) for x in rounds]}
 
@@ -693,6 +693,7 @@ def main(argv=None) -> Path | None:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--work", default=None, help="working folder (default: a temporary folder, deleted afterwards)")
+    p.add_argument("--rounds", type=int, default=WORKERS["repeats"], help="train_workers: rounds of (plain loop, 1 worker, 2 workers)")
     p.add_argument("--score-cpgs", type=int, default=SCORE["cpgs"], help="score_genome / noop_pipeline: whole contigs holding at least this many CpGs")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: run one stage (child process)
     args = p.parse_args(argv)
@@ -712,6 +713,7 @@ def main(argv=None) -> Path | None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "METHRAY_CACHE": str(work / "cache"), "RAY_TMPDIR": tempfile.mkdtemp(prefix="mrs", dir="/tmp")}
         env.pop("RAY_ADDRESS", None)
         env["METHRAY_BENCH_SCORE_CPGS"] = str(args.score_cpgs)
+        env["METHRAY_BENCH_ROUNDS"] = str(args.rounds)
         print(f"generating inputs (fraction {args.fraction}) in {work} ...", flush=True)
         t = time.perf_counter()
         res["inputs"] = generate(work, args.fraction, Path(args.data))
