@@ -626,7 +626,7 @@ def markdown(res: dict) -> str:
                          "largest worker RSS", "total PSS", "error"], rows))
     lines += ["", "`s (process)` and `items/s (process)` include the stage process's start-up (imports, Ray start, generating "
               "the training rows); `samples/s (loop)` is the training loop's own rate (the epoch's samples / seconds)."]
-    train = {k: v for k, v in res["stages"].items() if k.startswith("train_") and "error" not in v}
+    train = {k: v for k, v in res["stages"].items() if k in ("train_small", "train_large") and "error" not in v}
     if train:
         lines += ["", "Training worker memory (MiB, from the worker itself): " + "; ".join(
             f"{k}: private peak {v['worker_peak_mib']}" + (f" (base {v['worker_base_mib']})" if "worker_base_mib" in v else "")
