@@ -51,8 +51,13 @@ GRCH38 = {  # primary assembly contig lengths (bp), GRCh38.p14
 }
 WGBS_SITES = 28_000_000
 LINE = 60
-STAGES = ("genome_cache", "cpgs", "prepare", "shared_genome", "private_genome", "train_small", "train_large", "torch_loop", "shards", "assembly")
+STAGES = ("genome_cache", "cpgs", "prepare", "shared_genome", "private_genome", "train_small", "train_large", "torch_loop",
+          "shards", "assembly", "score_genome", "noop_pipeline", "train_workers")
 TRAIN = {"small": 1_000_000, "large": 10_000_000, "steps": 60, "batch": 128, "val": 2048}
+SCORE = {"cpgs": 2_000_000, "batch": 1024, "actors": 2, "noop_repeats": 3}
+"""score_genome / noop_pipeline: whole contigs holding >= ``cpgs`` CpGs, the job's default actor pool on 2 CPUs."""
+WORKERS = {"steps": 60, "repeats": 3}
+"""train_workers: training steps per fit (batch ``TRAIN["batch"]``), rounds of (plain loop, 1 worker, 2 workers)."""
 
 
 # ------------------------------------------------------------------ generation
@@ -169,10 +174,16 @@ def stage(name: str, work: Path) -> dict:
         return _assembly(work)
     if name in ("shared_genome", "private_genome"):
         return _genome_readers(work, private=name == "private_genome")
-    if name.startswith("train_"):
+    if name in ("train_small", "train_large"):
         return _train(work, TRAIN[name.split("_")[1]])
     if name == "torch_loop":
         return _torch_loop(work)
+    if name == "score_genome":
+        return _score_genome(work)
+    if name == "noop_pipeline":
+        return _noop_pipeline(work)
+    if name == "train_workers":
+        return _train_workers(work)
     raise SystemExit(f"unknown stage {name}")
 
 
@@ -355,6 +366,272 @@ def _torch_loop(work: Path) -> dict:
     return {"items": len(order), "unit": "samples", "samples_per_s": round(len(order) / s, 1), "encoder_windows_per_s": round(enc)}
 
 
+# ------------------------------------------------------------------ Ray overhead: score-genome, no-op pipeline, Ray Train workers
+
+
+def _score_contigs(work: Path, min_cpgs: int) -> list[str]:
+    """The smallest whole contigs that hold ``min_cpgs`` CpGs together (all contigs if the genome has fewer), reference order."""
+    cpgs = np.load(work / "cpgs.npz")
+    chosen, n = [], 0
+    for name in sorted(cpgs.files, key=lambda k: len(cpgs[k])):
+        if n >= min_cpgs:
+            break
+        chosen.append(name)
+        n += len(cpgs[name])
+    return [c for c in cpgs.files if c in chosen]
+
+
+def _score_inputs(work: Path) -> tuple[list[str], str, str]:
+    """(contigs, CpG table, checkpoint) of the scoring stages: a seeded random-weight MRCNN (throughput does not depend on the weights)."""
+    from bench.scoring import random_checkpoint
+    from methray.cpgs import enumerate_cpgs, load_summary
+
+    chroms = _score_contigs(work, int(os.environ.get("METHRAY_BENCH_SCORE_CPGS", SCORE["cpgs"])))
+    table, ckpt = work / "score_cpgs", work / "score_ckpt"
+    if not (table / "_summary.json").exists():
+        enumerate_cpgs(str(work / "genome.fa"), str(table), chroms=chroms, overwrite=True)
+    if not (ckpt / "meta.json").exists():
+        random_checkpoint(str(ckpt))
+    load_summary(str(table))
+    return chroms, str(table), str(ckpt)
+
+
+def _score_config(work: Path, chroms: list[str], table: str, ckpt: str, out: Path):
+    """The tissue set of the scoring stages: one MRCNN, ``chroms`` whole, the job's 2-actor pool on 2 CPUs."""
+    from methray.genome_scoring.config import load_tissue_set
+
+    return load_tissue_set(data={
+        "run_name": "scale", "data_dir": str(work), "out_dir": str(out), "reference": "genome.fa", "cpg_table": table, "chroms": chroms,
+        "tissues": [{"name": "t", "checkpoint": ckpt}], "ray": {"num_cpus": 2},
+        "score": {"actors": SCORE["actors"], "cpus_per_actor": 0.5, "batch_size": SCORE["batch"]},
+    })
+
+
+def _score_job(work: Path, chroms: list[str], table: str, ckpt: str, out: Path):
+    """``methray score-genome`` (the whole job, Ray embedded) of ``chroms``; its GenomeResult."""
+    from methray.genome_scoring import job
+
+    return job.score_genome(_score_config(work, chroms, table, ckpt, out))
+
+
+def _score_step(work: Path, chroms: list[str], table: str, ckpt: str, out: Path) -> tuple[int, float]:
+    """(CpGs, seconds) of score-genome's Ray Data step alone (:func:`methray.genome_scoring.job.run_shards`: actor
+    start-up, read, encode, predict, shard files; Ray already started; no tracks, tables or figure)."""
+    from methray import storage
+    from methray.genome import open_reference
+    from methray.genome_scoring import job
+    from methray.genome_scoring.plan import plan, shard_counts
+    from methray.shards import ShardLedger
+
+    cfg = _score_config(work, chroms, table, ckpt, out)
+    prefix = cfg.prefix()
+    storage.makedirs(prefix)
+    shards = plan(cfg, open_reference(cfg.reference))
+    ledger = ShardLedger(prefix)
+    ledger.bind_plan(shards, shard_bp=cfg.shard_bp)
+    counts = dict(zip((s.index for s in shards), shard_counts(table, shards)))
+    t = time.perf_counter()
+    n = job.run_shards(cfg, prefix, table, shards, counts, ledger, {"t": "mrcnn"})
+    return n, time.perf_counter() - t
+
+
+def _score_loop(chroms: list[str], table: str, ckpt: str, fasta: str, out: Path, threads: int) -> tuple[int, float]:
+    """(CpGs, seconds): score-genome's scoring step in one process, no Ray: the same shards, sub-batches and shard files.
+
+    Per contig: read its CpGs from the table, drop the excluded ones; per shard: windows encoded
+    with :func:`methray.windows.encode_batch` in sub-batches of ``SCORE["batch"]`` from the shard's
+    first CpG, MRCNN with ``threads`` torch threads, the shard's Parquet file written by
+    :func:`methray.genome_scoring.outputs.write_shard`.
+    """
+    import pandas as pd
+    import torch
+
+    from methray import checkpoint as ck
+    from methray import tasks
+    from methray.cpgs import read_cpgs
+    from methray.genome import open_reference
+    from methray.genome_scoring.outputs import write_shard
+    from methray.shards import DEFAULT_SHARD_BP, plan_shards
+    from methray.windows import encode_batch
+
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    model, meta = ck.load(ckpt, "cpu")
+    ref, b, n = open_reference(fasta), SCORE["batch"], 0
+    shards = plan_shards(ref, DEFAULT_SHARD_BP, chroms)
+    for chrom in chroms:
+        df = read_cpgs(table, chrom, ["pos", "in_cpg_island", "excluded"])
+        df = df[~df["excluded"].to_numpy(bool)]
+        pos_all = df["pos"].to_numpy(np.int64)
+        for s in (s for s in shards if s.chrom == chrom):
+            lo, hi = np.searchsorted(pos_all, [s.start, s.end])
+            pos, pred = pos_all[lo:hi], np.empty(hi - lo, np.float32)
+            for i in range(0, len(pos), b):
+                x = encode_batch({"chrom": np.full(len(pos[i : i + b]), chrom, dtype=object), "pos": pos[i : i + b]}, fasta, meta.window_length, meta.exclude_cpg)["x"]
+                with torch.inference_mode():
+                    pred[i : i + b] = tasks.predict(meta.task, model(torch.from_numpy(x).float()))[:, 0].numpy()
+            if len(pos):
+                write_shard(str(out), s, pd.DataFrame({"pos": pos, "in_cpg_island": df["in_cpg_island"].to_numpy(bool)[lo:hi], "pred.t": pred}), {"t": meta.model})
+            n += len(pos)
+    return n, time.perf_counter() - start
+
+
+def _compare_predictions(a: Path, b: Path) -> float:
+    """Largest |difference| of ``beta_pred`` between two folders of shard files (same file names and rows)."""
+    import pyarrow.parquet as pq
+
+    fa, fb = sorted(p.name for p in a.glob("*.parquet")), sorted(p.name for p in b.glob("*.parquet"))
+    if fa != fb or not fa:
+        raise RuntimeError(f"different shard files: {len(fa)} vs {len(fb)}")
+    worst = 0.0
+    for name in fa:
+        ta, tb = pq.read_table(a / name), pq.read_table(b / name)
+        if ta.column("pos") != tb.column("pos"):
+            raise RuntimeError(f"{name}: different CpGs")
+        d = np.abs(ta.column("beta_pred").to_numpy() - tb.column("beta_pred").to_numpy())
+        worst = max(worst, float(d.max()) if len(d) else 0.0)
+    return worst
+
+
+def _score_genome(work: Path) -> dict:
+    """score-genome (Ray Data, 2 actors x 1 thread) vs the single-process loop (2 threads) over the same CpGs."""
+    import ray
+
+    chroms, table, ckpt = _score_inputs(work)
+    load0 = os.getloadavg()[0]
+    res = _score_job(work, chroms, table, ckpt, work / "sg_ray")
+    ray.shutdown()
+    load1 = os.getloadavg()[0]
+    n_loop, s_loop = _score_loop(chroms, table, ckpt, str(work / "genome.fa"), work / "sg_loop", threads=2)
+    load2 = os.getloadavg()[0]
+    diff = _compare_predictions(Path(res.outputs["t"]["predictions"]), work / "sg_loop" / "predictions" / "t.mrcnn")
+    if n_loop != res.scored_this_run:
+        raise RuntimeError(f"loop scored {n_loop} CpGs, score-genome {res.scored_this_run}")
+    return {"items": res.scored_this_run, "unit": f"CpGs ({len(chroms)} whole contigs, MRCNN)", "contigs": chroms,
+            "ray_s": res.seconds, "ray_cpgs_per_s": round(res.cpgs_per_second, 1), "loop_s": round(s_loop, 1),
+            "loop_cpgs_per_s": round(n_loop / s_loop, 1), "max_abs_diff": diff, "loadavg_1min": [load0, load1, load2]}
+
+
+def _noop_pipeline(work: Path) -> dict:
+    """score-genome's Ray Data path with a no-op model (zeros; windows still encoded), ``noop_repeats`` runs in one Ray session.
+
+    Per run: the rate of the job's Ray Data step (:func:`_score_step`: actor start-up included) and the
+    steady rate (CpGs of the shards written after the first one / time from the first shard file
+    to the last).
+    """
+    import ray
+
+    from methray.genome_scoring import actors, job
+    from methray.predictor import Predictor
+    from methray.runtime import configure_ray_data
+    from methray.windows import encode_batch
+
+    class NoopPredictor(Predictor):
+        def predict(self, x: np.ndarray, *extra: np.ndarray) -> np.ndarray:
+            return np.zeros((len(x), self.meta.n_outputs), np.float32)
+
+    class NoopSetPredictor(actors.SetPredictor):
+        predictor_class = NoopPredictor
+
+    chroms, table, ckpt = _score_inputs(work)
+    written: list[tuple[float, int]] = []
+    real_write = job.write_shard
+
+    def timed_write(prefix, shard, df, models):
+        real_write(prefix, shard, df, models)
+        written.append((time.perf_counter(), len(df)))
+
+    job.SetPredictor, job.write_shard = NoopSetPredictor, timed_write
+    _ray_init()
+    configure_ray_data()  # as the job's own Ray start does
+    runs = []
+    try:
+        for r in range(SCORE["noop_repeats"]):
+            written.clear()
+            n, secs = _score_step(work, chroms, table, ckpt, work / f"noop_{r}")
+            (t0, _), (t1, _) = written[0], written[-1]
+            runs.append({"cpgs": n, "seconds": round(secs, 2), "per_s": round(n / secs), "load_1min": os.getloadavg()[0],
+                         "steady_per_s": round(sum(k for _, k in written[1:]) / (t1 - t0))})
+    finally:
+        ray.shutdown()
+    # the encoder alone, one core, no Ray: the same CpGs in blocks of a pipeline piece
+    from methray.cpgs import read_cpgs
+
+    df = read_cpgs(table, chroms[0], ["pos"])
+    pos, piece = df["pos"].to_numpy(np.int64), 16 * SCORE["batch"]
+    t = time.perf_counter()
+    for i in range(0, len(pos), SCORE["batch"]):
+        encode_batch({"chrom": np.full(len(pos[i : i + SCORE["batch"]]), chroms[0], dtype=object), "pos": pos[i : i + SCORE["batch"]]}, str(work / "genome.fa"), 400, True)
+    enc = len(pos) / (time.perf_counter() - t)
+    med = lambda k: float(np.median([x[k] for x in runs]))  # noqa: E731
+    return {"items": runs[0]["cpgs"], "unit": f"windows x {len(runs)} runs (no-op model)", "runs": runs, "cpus": 2,
+            "windows_per_s": round(med("per_s")), "steady_windows_per_s": round(med("steady_per_s")),
+            "encoder_windows_per_s_1core": round(enc), "piece_rows": piece}
+
+
+def _plain_steps(sites, val, fasta: str, steps: int) -> float:
+    """Samples/s after warm-up of ``steps`` MRCNN training steps in this process, 1 thread: the loop of
+    :func:`methray.train.train_loop_per_worker` without Ray (same batches, encoder thread, optimiser)."""
+    import math
+
+    import torch
+
+    from methray import models, tasks
+    from methray.encoding import WindowSpec
+    from methray.train import WARMUP_STEPS, _batches, epoch_order
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = models.build("mrcnn", n_outputs=1).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    b = TRAIN["batch"]
+    rows = epoch_order(len(sites), 0, 1, 0, 1)
+    n, warm_t, warm_n = 0, math.nan, 0
+    for step, (x, y) in enumerate(_batches(sites, rows, steps * b, b, fasta, WindowSpec(400, True), "cpu")):
+        if step == WARMUP_STEPS:
+            warm_t, warm_n = time.perf_counter(), n
+        opt.zero_grad(set_to_none=True)
+        loss = tasks.loss("methylation", model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+        n += len(y)
+    return (n - warm_n) / (time.perf_counter() - warm_t)
+
+
+def _train_workers(work: Path) -> dict:
+    """Rounds of (plain loop, Ray Train 1 worker, Ray Train 2 workers), the same steps each; samples/s after warm-up, medians."""
+    import ray
+
+    from methray.checkpoint import CheckpointMeta
+    from methray.config import TrainConfig
+    from methray.train import fit
+
+    fasta = str(work / "genome.fa")
+    sites, val = _random_sites(work, TRAIN["small"], 1), _random_sites(work, TRAIN["val"], 2)
+    meta = CheckpointMeta(model="mrcnn", task="methylation", window_length=400, exclude_cpg=True, n_outputs=1)
+    _ray_init()
+    rounds = []
+    try:
+        for r in range(int(os.environ.get("METHRAY_BENCH_ROUNDS", WORKERS["repeats"]))):
+            row = {"plain": _plain_steps(sites, val, fasta, WORKERS["steps"]), "load_1min": os.getloadavg()[0]}
+            for w in (1, 2):
+                cfg = TrainConfig(epochs=1, batch_size=TRAIN["batch"], num_workers=w, cpus_per_worker=1, use_gpu=False, patience=1)
+                t = time.perf_counter()
+                res = fit(sites, val, reference=fasta, meta=meta, train_cfg=cfg, name=f"workers-{w}-{r}", storage_path=str(work / "ray_train_w"),
+                          checkpoint_dir=str(work / f"ckpt-w{w}-{r}"), progress=False, steps_per_epoch=WORKERS["steps"])
+                row[f"w{w}"] = res.history[-1]["steady_samples_per_s"]
+                row[f"w{w}_fit_s"] = round(time.perf_counter() - t, 1)
+            rounds.append(row)
+            print(f"  round {r}: {row}", flush=True)
+    finally:
+        ray.shutdown()
+    med = {k: float(np.median([x[k] for x in rounds])) for k in ("plain", "w1", "w2")}
+    return {"items": 3 * len(rounds) * WORKERS["steps"] * TRAIN["batch"], "unit": f"samples/worker ({len(rounds)} rounds x plain, 1, 2 workers)",
+            "rounds": rounds, "plain_samples_per_s": round(med["plain"], 1), "w1_samples_per_s": round(med["w1"], 1), "w2_samples_per_s": round(med["w2"], 1),
+            "w1_over_plain": [round(x["w1"] / x["plain"], 3) for x in rounds], "w2_over_w1": [round(x["w2"] / x["w1"], 3) for x in rounds]}
+
+
 # ------------------------------------------------------------------ parent: measure children
 
 
@@ -417,7 +694,7 @@ def markdown(res: dict) -> str:
                          "largest worker RSS", "total PSS", "error"], rows))
     lines += ["", "`s (process)` and `items/s (process)` include the stage process's start-up (imports, Ray start, generating "
               "the training rows); `samples/s (loop)` is the training loop's own rate (the epoch's samples / seconds)."]
-    train = {k: v for k, v in res["stages"].items() if k.startswith("train_") and "error" not in v}
+    train = {k: v for k, v in res["stages"].items() if k in ("train_small", "train_large") and "error" not in v}
     if train:
         lines += ["", "Training worker memory (MiB, from the worker itself): " + "; ".join(
             f"{k}: private peak {v['worker_peak_mib']}" + (f" (base {v['worker_base_mib']})" if "worker_base_mib" in v else "")
@@ -458,6 +735,22 @@ def ratios(st: dict) -> dict:
             "value": round(st["train_small"]["samples_per_s"] / st["torch_loop"]["samples_per_s"], 3), "goal": ">= 0.9"}
         out["encoder windows/s per core (random sites across the genome, memory-mapped)"] = {
             "value": st["torch_loop"]["encoder_windows_per_s"], "goal": ">= 200,000"}
+    if ok("score_genome"):
+        sg = st["score_genome"]
+        out["score-genome (Ray Data, 2 actors x 1 thread) / single-process loop (2 threads), CpGs/s, same CpGs"] = {
+            "value": round(sg["ray_cpgs_per_s"] / sg["loop_cpgs_per_s"], 3), "goal": ">= 0.9"}
+    if ok("noop_pipeline"):
+        np_ = st["noop_pipeline"]
+        out["no-op model pipeline (score-genome's Ray Data path), windows/s per core, steady (median of runs)"] = {
+            "value": round(np_["steady_windows_per_s"] / np_["cpus"]), "goal": ">= 200,000"}
+        out["no-op model pipeline, windows/s per core, the Ray Data step's whole time (actor start-up included)"] = {
+            "value": round(np_["windows_per_s"] / np_["cpus"]), "goal": "(reported)"}
+    if ok("train_workers"):
+        tw = st["train_workers"]
+        out["Ray Train 1 worker / plain loop, samples/s after warm-up (median of rounds; per round)"] = {
+            "value": f"{np.median(tw['w1_over_plain']):.3f} ({', '.join(f'{x:.2f}' for x in tw['w1_over_plain'])})", "goal": ">= 0.9"}
+        out["Ray Train 2 workers / 1 worker, samples/s after warm-up (median of rounds; per round)"] = {
+            "value": f"{np.median(tw['w2_over_w1']):.3f} ({', '.join(f'{x:.2f}' for x in tw['w2_over_w1'])})", "goal": "reported (2 cores)"}
     return out
 
 
@@ -468,6 +761,8 @@ def main(argv=None) -> Path | None:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--work", default=None, help="working folder (default: a temporary folder, deleted afterwards)")
+    p.add_argument("--rounds", type=int, default=WORKERS["repeats"], help="train_workers: rounds of (plain loop, 1 worker, 2 workers)")
+    p.add_argument("--score-cpgs", type=int, default=SCORE["cpgs"], help="score_genome / noop_pipeline: whole contigs holding at least this many CpGs")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # internal: run one stage (child process)
     args = p.parse_args(argv)
     if args.stage:
@@ -485,6 +780,8 @@ def main(argv=None) -> Path | None:
         work = Path(tmp)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "METHRAY_CACHE": str(work / "cache"), "RAY_TMPDIR": tempfile.mkdtemp(prefix="mrs", dir="/tmp")}
         env.pop("RAY_ADDRESS", None)
+        env["METHRAY_BENCH_SCORE_CPGS"] = str(args.score_cpgs)
+        env["METHRAY_BENCH_ROUNDS"] = str(args.rounds)
         print(f"generating inputs (fraction {args.fraction}) in {work} ...", flush=True)
         t = time.perf_counter()
         res["inputs"] = generate(work, args.fraction, Path(args.data))
@@ -496,9 +793,11 @@ def main(argv=None) -> Path | None:
             print(f"  {res['stages'][name]}", flush=True)
     res["ratios"] = ratios(res["stages"])
     res["not_measured"] = [
-        "score-genome over whole contigs holding >= 2M CpGs with MRCNN",
-    ] + [
-        x for k, x in (("prepare", "prepare of the 28M-site file"), ("assembly", "assembly of whole-genome bedGraph + bigWig from shards (48M rows)"))
+        x for k, x in (
+            ("score_genome", "score-genome over whole contigs holding >= 2M CpGs with MRCNN"),
+            ("prepare", "prepare of the 28M-site file"),
+            ("assembly", "assembly of whole-genome bedGraph + bigWig from shards (48M rows)"),
+        )
         if k not in res["stages"]
     ] + [
         "GPU figures (no GPU on this machine)",

@@ -111,6 +111,9 @@ def configure_ray_data() -> None:
     ctx.max_map_retries = 0
     ctx.actor_task_retry_on_errors = False
     ctx.raise_original_map_exception = True
+    # Ray Data's per-task memory sampler reads /proc/<pid>/smaps once a second in every busy
+    # worker (~12 ms a read for a process holding torch): ~1% of each core, for a metric only.
+    ctx.memory_usage_poll_interval_s = None
 
 
 def _listening(address: str) -> bool:

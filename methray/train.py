@@ -270,6 +270,9 @@ class _Strided:
         return self.rank + self.world * np.arange(a, b, dtype=np.int64)
 
 
+WARMUP_STEPS = 5
+"""Training steps left out of an epoch's ``steady_samples_per_s`` (first allocations, thread start-up)."""
+
 STATE_FILE = "train_state.json"
 LATEST_FILE = "latest.pt"
 BEST_DIR = "best"
@@ -329,7 +332,10 @@ def train_loop_per_worker(config: dict) -> None:
         n_rows = min(len(rows), config["steps_per_epoch"] * batch_size) if config["steps_per_epoch"] else len(rows)
         model.train()
         loss_sum, n, peak = 0.0, 0, np.array(_rss_mib())
+        warm_t, warm_n = math.nan, 0
         for step, (x, *extra, y) in enumerate(_batches(train_rows, rows, n_rows, batch_size, reference, spec, device, model=config["model"])):
+            if step == WARMUP_STEPS:
+                warm_t, warm_n = time.perf_counter(), n
             if config["rc_augment"]:
                 x = random_reverse_complement(x)
             optimizer.zero_grad(set_to_none=True)
@@ -343,6 +349,7 @@ def train_loop_per_worker(config: dict) -> None:
             n += len(y)
             if step % 16 == 0:
                 peak = np.fmax(peak, _rss_mib())
+        steady_s, steady_n = time.perf_counter() - warm_t, n - warm_n  # training steps only, after warm-up
         model.eval()
         val_sum, val_n = 0.0, 0
         with torch.no_grad():
@@ -350,7 +357,7 @@ def train_loop_per_worker(config: dict) -> None:
                 val_sum += tasks.loss(task, model(x, *extra), y).item() * len(y)
                 val_n += len(y)
         peak = np.fmax(peak, _rss_mib())
-        loss_sum, n, val_sum, val_n = _all_reduce_sum([loss_sum, n, val_sum, val_n])
+        loss_sum, n, val_sum, val_n, steady_n = _all_reduce_sum([loss_sum, n, val_sum, val_n, steady_n])
         train_loss, val_loss = loss_sum / max(n, 1), val_sum / max(val_n, 1)
         if config["lr_schedule"] == "plateau":
             scheduler.step(val_loss)  # the same all-reduced loss on every worker
@@ -361,6 +368,8 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "samples": int(n),
             "seconds": time.perf_counter() - start, "best_val_loss": state["best_val_loss"], "lr": lr,
+            # every worker's samples after the first WARMUP_STEPS steps / this worker's time for them (NaN: too few steps)
+            "steady_samples_per_s": steady_n / steady_s if steady_s > 0 else math.nan,
             "worker_base_mib": round(base, 1), "worker_peak_mib": round(float(peak[0]), 1), "worker_shm_mib": round(float(peak[1]), 1), "resumed_from_epoch": resumed_from, "pid": os.getpid(),
         }
         state["history"].append(metrics)

@@ -180,6 +180,23 @@ def test_killed_run_resumes_byte_identical(full_run, ckpts, tmp_path):
     assert (prefix / "saliva.mrcnn.bedGraph").read_bytes() == (reference.parent / "saliva.mrcnn.bedGraph").read_bytes()
 
 
+def test_shards_scored_in_pieces_give_the_same_predictions(full_run, ckpts, tmp_path, monkeypatch):
+    # pieces of one sub-batch (256 CpGs): each shard goes to the actors in several blocks
+    monkeypatch.setattr(sg, "PIECE_BATCHES", 1)
+    cfg = load_tissue_set(data=_config(tmp_path, ckpts, donors=False, region="chr22:24,080,000-24,400,000"))
+    res = sg.score_genome(cfg)
+    ledger = ShardLedger(res.prefix)
+    sizes = [ledger.record(s)["n_sites"] for s in ledger.done(sg.plan(cfg, Reference(str(FASTA))))]
+    assert len(sizes) == 4 and max(sizes) > 3 * 256, sizes
+    full_prefix = Path(full_run[0].prefix("2025-01-02"))
+    for tissue in ("imr90", "saliva"):
+        files = sorted((Path(res.prefix) / "predictions" / f"{tissue}.mrcnn").glob("*.parquet"))
+        assert len(files) == 4
+        for f in files:
+            got, want = pd.read_parquet(f), pd.read_parquet(full_prefix / "predictions" / f"{tissue}.mrcnn" / f.name)
+            pd.testing.assert_frame_equal(got, want)  # same CpGs, same bits
+
+
 def test_failing_shard_leaves_no_final_file(ray_session, ckpts, tmp_path, monkeypatch):
     calls = []
     real = sg.write_shard

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .. import checkpoint as ckpt
@@ -29,6 +30,8 @@ from .plan import ShardCounts, cpg_table_for, plan, shard_counts
 log = logging.getLogger(__name__)
 
 JOB_NAME = "job.json"
+PIECE_BATCHES = 16
+"""Sub-batches (``score.batch_size`` CpGs each) per actor call: a shard is scored in pieces."""
 SUMMARY_NAME = "_summary.json"
 
 
@@ -102,12 +105,24 @@ def run_shards(
     todo = [s for s in todo if counts[s.index].scored > 0]
     if not todo:
         return 0
-    items = [{"chrom": s.chrom, "start": s.start, "end": s.end, "shard": s.index} for s in todo]
+    # Pieces of PIECE_BATCHES sub-batches (cut at sub-batch boundaries, so every CpG keeps its
+    # neighbours): blocks small enough to balance the actors, large enough to amortise a call.
+    piece = PIECE_BATCHES * cfg.score.batch_size
+    items = [
+        {"chrom": s.chrom, "start": s.start, "end": s.end, "shard": s.index, "lo": lo, "hi": min(lo + piece, counts[s.index].scored)}
+        for s in todo
+        for lo in range(0, counts[s.index].scored, piece)
+    ]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(load_shard_sites, fn_kwargs={"table": table}, batch_size=1, batch_format="numpy")
-    ds = map_checkpoints(ds, SetPredictor, {t.name: t.checkpoint for t in cfg.tissues}, cfg.reference, cfg.score, rc_average=True)  # one call per shard block: sub-batches are cut inside, from the shard start
+    # The same resources as the actors: Ray Data fuses the read into the actor stage (no
+    # separate read tasks competing for the cores, no intermediate blocks).
+    ds = ds.map_batches(
+        load_shard_sites, fn_kwargs={"table": table}, batch_size=1, batch_format="numpy",
+        num_cpus=cfg.score.cpus_per_actor, num_gpus=cfg.score.gpus_per_actor,
+    )
+    ds = map_checkpoints(ds, SetPredictor, {t.name: t.checkpoint for t in cfg.tissues}, cfg.reference, cfg.score, rc_average=True)  # one call per piece: sub-batches are cut inside, from the shard start
     by_index = {s.index: s for s in todo}
-    pending: dict[int, list[pd.DataFrame]] = {}
+    pending: dict[int, list[dict[str, np.ndarray]]] = {}
     received: dict[int, int] = {}
     total = sum(counts[s.index].scored for s in todo)
     started = {s.index: time.perf_counter() for s in todo}
@@ -115,18 +130,22 @@ def run_shards(
     bar = tqdm(total=total, unit="CpG", unit_scale=True, desc="score-genome", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     bar.set_postfix_str(f"shards 0/{len(todo)}")
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            for idx, part in batch.groupby("shard", sort=False):
-                idx = int(idx)
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            shard_of = batch["shard"]
+            for idx in np.unique(shard_of):
+                sel = shard_of == idx
+                part = {k: v[sel] for k, v in batch.items() if k != "shard"}
+                idx, n_part = int(idx), int(sel.sum())
                 pending.setdefault(idx, []).append(part)
-                received[idx] = received.get(idx, 0) + len(part)
-                bar.update(len(part))
+                received[idx] = received.get(idx, 0) + n_part
+                bar.update(n_part)
                 expected = counts[idx].scored
                 if received[idx] > expected:
                     raise MethrayError(f"shard {by_index[idx].id}: got {received[idx]} predictions for {expected} CpGs")
                 if received[idx] == expected:
                     shard = by_index[idx]
-                    write_shard(prefix, shard, pd.concat(pending.pop(idx), ignore_index=True), models)
+                    parts = pending.pop(idx)
+                    write_shard(prefix, shard, pd.DataFrame({k: np.concatenate([q[k] for q in parts]) for k in parts[0]}), models)
                     ledger.mark_done(
                         shard, n_sites=expected, seconds=time.perf_counter() - started[idx],
                         cpgs=counts[idx].cpgs, excluded=counts[idx].excluded,
