@@ -446,17 +446,17 @@ def _score_loop(chroms: list[str], table: str, ckpt: str, fasta: str, out: Path,
     import pandas as pd
     import torch
 
-    from methray import checkpoint as ck
-    from methray import tasks
     from methray.cpgs import read_cpgs
     from methray.genome import open_reference
     from methray.genome_scoring.outputs import write_shard
+    from methray.predictor import Predictor
     from methray.shards import DEFAULT_SHARD_BP, plan_shards
     from methray.windows import encode_batch
 
     start = time.perf_counter()
     torch.set_num_threads(threads)
-    model, meta = ck.load(ckpt, "cpu")
+    predictor = Predictor(ckpt, fasta, threads)  # its predict only: the model, both strands averaged as in the job
+    meta = predictor.meta
     ref, b, n = open_reference(fasta), SCORE["batch"], 0
     shards = plan_shards(ref, DEFAULT_SHARD_BP, chroms)
     for chrom in chroms:
@@ -468,8 +468,7 @@ def _score_loop(chroms: list[str], table: str, ckpt: str, fasta: str, out: Path,
             pos, pred = pos_all[lo:hi], np.empty(hi - lo, np.float32)
             for i in range(0, len(pos), b):
                 x = encode_batch({"chrom": np.full(len(pos[i : i + b]), chrom, dtype=object), "pos": pos[i : i + b]}, fasta, meta.window_length, meta.exclude_cpg)["x"]
-                with torch.inference_mode():
-                    pred[i : i + b] = tasks.predict(meta.task, model(torch.from_numpy(x).float()))[:, 0].numpy()
+                pred[i : i + b] = predictor.predict(x)[:, 0]
             if len(pos):
                 write_shard(str(out), s, pd.DataFrame({"pos": pos, "in_cpg_island": df["in_cpg_island"].to_numpy(bool)[lo:hi], "pred.t": pred}), {"t": meta.model})
             n += len(pos)

@@ -5,7 +5,7 @@
   -> :func:`methray.tracks.write_bedgraph`; the wall time includes the actors' start and
   model load, as a user pays it;
 - ``loop``: the same CpGs in one process: read the table with pyarrow, encode batches with
-  :func:`methray.windows.encode_batch`, predict with torch (all cores as intra-op threads),
+  :func:`methray.windows.encode_batch`, predict with torch (all cores as intra-op threads; `Predictor.predict`, both strands averaged as in the actors),
   write the same bedGraph.
 
 The overhead ratio is ``ray seconds / loop seconds - 1``.
@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from methray import checkpoint as ckpt
-from methray import models, tasks, tracks
+from methray import models, tracks
 from methray.config import RunConfig, ScoreConfig
 from methray.genome import open_reference
 from methray.sites import read_sites
+from methray.predictor import Predictor
 from methray.score import predict_dataset
 from methray.sites import sites_dataset
 from methray.windows import encode_batch
@@ -52,18 +53,16 @@ def loop_scoring(table: str, fasta: str, checkpoint_dir: str, out_path: str, *, 
     """(CpGs scored, seconds) for a single-process torch loop over the same table."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         start = time.perf_counter()
         df = read_sites(table, columns=["chrom", "pos", "tissue", "in_cpg_island", "split", "beta"])
-        model, meta = ckpt.load(checkpoint_dir, device)
+        predictor = Predictor(checkpoint_dir, fasta, threads)  # its predict only: both strands averaged, as the Ray path
+        meta = predictor.meta
         chroms, pos = df["chrom"].to_numpy(), df["pos"].to_numpy(np.int64)
         preds = np.empty(len(df), np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(df), batch_size):
-                enc = encode_batch({"chrom": chroms[i : i + batch_size], "pos": pos[i : i + batch_size]}, fasta, meta.window_length, meta.exclude_cpg)
-                x = torch.from_numpy(enc["x"]).to(device).float()
-                preds[i : i + batch_size] = tasks.predict(meta.task, model(x))[:, 0].float().cpu().numpy()
+        for i in range(0, len(df), batch_size):
+            enc = encode_batch({"chrom": chroms[i : i + batch_size], "pos": pos[i : i + batch_size]}, fasta, meta.window_length, meta.exclude_cpg)
+            preds[i : i + batch_size] = predictor.predict(enc["x"])[:, 0]
         df["beta_pred"] = preds
         n = tracks.write_bedgraph(df, out_path, name="bench", description="methray bench", chrom_order=open_reference(fasta).chroms)
         return n, time.perf_counter() - start
