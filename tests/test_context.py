@@ -124,12 +124,12 @@ def test_model_inputs_and_window_only_jobs_refuse_context_models():
 def test_context_cnn_trains_and_scores_through_compare(ray_session, imr90_slice, tmp_path):
     cfg = load_config(data=slice_config(tmp_path, imr90_slice, train={"batch_size": 32}))
     budget = Budget(name="tiny", epochs=1, max_train=600, max_val=150, max_eval=300)
-    table = compare(cfg, names=["context_cnn"], budget=budget).set_index("model")
+    table = compare(cfg, names=["context_cnn"], budget=budget, seeds=1).set_index("model")
     assert {"context_cnn", "composition_gbm"} <= set(table.index)
     assert table.loc["context_cnn", "train_sites"] == 600 and table.loc["context_cnn", "parameters"] == models.n_parameters(models.build("context_cnn"))
     scored = pd.read_parquet(cfg.path("predictions", "imr90.context_cnn.parquet"))
     assert len(scored) == 300 and scored["beta_pred"].between(0, 1).all() and scored["beta_pred"].std() > 0
     # the Predictor (score, score-genome) computes the same context and reproduces the scores
     head = scored.head(40)
-    out = Predictor(cfg.path("models", "context_cnn", "checkpoint"), REF)({"chrom": head["chrom"].to_numpy(), "pos": head["pos"].to_numpy()})
+    out = Predictor(cfg.path("models", "context_cnn", "seed0", "checkpoint"), REF)({"chrom": head["chrom"].to_numpy(), "pos": head["pos"].to_numpy()})
     np.testing.assert_allclose(out["beta_pred"], head["beta_pred"].to_numpy(), atol=1e-5)
