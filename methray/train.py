@@ -168,13 +168,17 @@ def _batches(data, index, n: int, batch_size: int, reference: str, spec: WindowS
     stop = threading.Event()
     done = object()
 
+    # Decided once, not per batch: window-only models skip the contig-name gather.
+    with_context = model is not None and bool(models.get(model).context_features)
+    contig_names = np.asarray(data.contigs)
+
     def produce():
         try:
             for a in range(0, n, batch_size):
                 if stop.is_set():
                     return
                 rows = index[a : min(n, a + batch_size)]
-                extra = model_inputs(model, reference, np.asarray(data.contigs)[data.contig[rows]], data.pos[rows]) if model else ()
+                extra = model_inputs(model, reference, contig_names[data.contig[rows]], data.pos[rows]) if with_context else ()
                 q.put((encode_rows(data, rows, reference, spec), *extra, data.y[rows]))
             q.put(done)
         except BaseException as exc:  # surfaced in the consumer
