@@ -240,9 +240,21 @@ def _write_shards(work: Path) -> dict:
 
 
 def _assembly(work: Path) -> dict:
-    """score-genome's track assembly: every shard streamed into one sorted bedGraph and one bigWig."""
+    """score-genome's track assembly: every shard streamed into one sorted bedGraph and one bigWig.
+
+    A thread samples this process's RSS every 0.2 s until the bedGraph appears under its final
+    name, i.e. until the last shard has been read, just before the bigWig is closed (libBigWig
+    then builds and writes its zoom levels, holding the GIL, so a thread cannot sample it):
+    ``streaming_rss_mib``. The process's peak (``peak_rss_mib``, the kernel's high-water mark
+    ``ru_maxrss``) less that, per row, is what the close adds (``close_bytes_per_row``).
+    """
+    import resource
+    import threading
+
+    import psutil
+
     from methray.genome import Reference
-    from methray.genome_scoring.outputs import assemble_tracks
+    from methray.genome_scoring.outputs import assemble_tracks, track_path
     from methray.genome_scoring.plan import ShardCounts
     from methray.shards import plan_shards
 
@@ -250,12 +262,30 @@ def _assembly(work: Path) -> dict:
     ref = Reference(str(work / "genome.fa"))
     shards = plan_shards(ref, SHARD["shard_bp"])
     counts = [ShardCounts(cpgs=int(meta["counts"].get(str(s.index), 0))) for s in shards]
+    bedgraph = Path(track_path(meta["prefix"], SHARD["tissue"], SHARD["model"], "bedGraph"))
+    bedgraph.unlink(missing_ok=True)
+    streaming = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not done.is_set() and not bedgraph.exists():
+            streaming[0] = max(streaming[0], me.memory_info().rss / 2**20)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t = time.perf_counter()
     out = assemble_tracks(meta["prefix"], SHARD["tissue"], SHARD["model"], "scale bench", shards, counts, ref.sizes, "sorted")
     s = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
     n = sum(c.cpgs for c in counts)
     return {"items": n, "unit": "rows (bedGraph + bigWig)", "assembly_s": round(s, 1), "rows_per_s": round(n / s),
-            "bedgraph_mb": round(Path(out["bedGraph"]).stat().st_size / 2**20, 1), "bigwig_mb": round(Path(out["bigWig"]).stat().st_size / 2**20, 1)}
+            "bedgraph_mb": round(Path(out["bedGraph"]).stat().st_size / 2**20, 1), "bigwig_mb": round(Path(out["bigWig"]).stat().st_size / 2**20, 1),
+            "streaming_rss_mib": round(streaming[0], 1), "peak_rss_mib": round(peak, 1),
+            "close_bytes_per_row": round((peak - streaming[0]) * 2**20 / n, 1)}
 
 
 def _genome_readers(work: Path, private: bool) -> dict:

@@ -306,6 +306,11 @@ def test_two_contigs_sorted_tracks_and_predictions_figure(ray_session, ckpts, tw
     assert got == [("chr10", int((df["chrom"] == "chr10").sum())), ("chr9", int((df["chrom"] == "chr9").sum()))]
     # Reference order on request (the bigWig stays sorted: its chromosome index is keyed by name).
     shards = sg.plan(cfg, Reference(str(two_contigs)))
+    sorted_bw = (prefix / "imr90.mrcnn.bw").read_bytes()
     sg.assemble_tracks(str(prefix), "imr90", "mrcnn", "d", shards, sg.shard_counts(str(prefix / "cpgs"), shards),
                        Reference(str(two_contigs)).sizes, order="reference")
-    assert _bedgraph(bg)["chrom"].unique().tolist() == ["chr9", "chr10"]
+    ref_order = _bedgraph(bg)
+    assert ref_order["chrom"].unique().tolist() == ["chr9", "chr10"]
+    # The same rows, and (second pass over the shards, in sorted order) the same bigWig bytes.
+    assert ref_order.sort_values(["chrom", "start"], ignore_index=True).equals(df.sort_values(["chrom", "start"], ignore_index=True))
+    assert (prefix / "imr90.mrcnn.bw").read_bytes() == sorted_bw

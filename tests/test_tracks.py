@@ -23,6 +23,82 @@ def imr90_betas() -> pd.DataFrame:
     return df.sort_values("pos", ignore_index=True)
 
 
+def reference_text(values: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Python's own ``%`` formatting of each value (what the bedGraph printed before the fast path)."""
+    return np.char.mod(f"%.{digits}f", np.asarray(values, np.float64))
+
+
+def reference_bedgraph(chrom, pos, end, values, digits: int = 4) -> str:
+    """bedGraph rows as pandas wrote them from ``np.char.mod`` text (the format's reference)."""
+    rows = pd.DataFrame({"c": chrom, "s": pos, "e": end, "v": reference_text(values, digits)})
+    return rows.to_csv(sep="\t", header=False, index=False, lineterminator="\n")
+
+
+def edge_values(rng: np.random.Generator) -> np.ndarray:
+    """Values that test every rounding branch: exact ties, near-ties, signs, >= 10, non-finite."""
+    return np.concatenate([
+        rng.normal(0, 1, 20_000), rng.normal(0, 1e6, 2_000), rng.random(20_000).astype(np.float32).astype(np.float64),
+        (rng.integers(0, 200_000, 5_000) + 0.5) / 1e4,  # near the 4th decimal's halves
+        np.arange(-20_000, 20_000) / 1e4 + 5e-5,  # halves of the 4th decimal, both signs
+        [0.0, -0.0, -1e-7, 1e-7, 0.03125, -0.03125, 0.00015, 9.99995, 9.99994999, 10.0, 99999.5, -9.99996,
+         np.nan, np.inf, -np.inf, 1e300, -1e300, 5e-324, float(np.float32(0.12345))],
+    ])
+
+
+def test_decimal_text_and_values_are_printf_rounding_byte_for_byte(imr90_betas):
+    # The fast formatter must print exactly what Python's % (C printf rounding of the exact
+    # binary value) prints, and read back as the same float64, on the real betas (float64 and
+    # the shard files' float32) and on values aimed at every rounding branch.
+    rng = np.random.default_rng(3)
+    real = imr90_betas["beta_pred"].to_numpy(np.float64)
+    cases = [real, real.astype(np.float32).astype(np.float64), edge_values(rng)]
+    for values in cases:
+        for digits in (0, 1, 2, 4, 6):
+            want = reference_text(values, digits)
+            assert tracks.decimal_text(values, digits).to_pylist() == want.tolist(), digits
+            got, parsed = tracks.decimal_values(values, digits), want.astype(np.float64)
+            same = (got == parsed) & (np.signbit(got) == np.signbit(parsed))
+            assert (same | (np.isnan(got) & np.isnan(parsed))).all(), (digits, values[~same][:5])
+    # Most real values take the fast path (a regression to per-value formatting would not show
+    # in the text); ~1% of these measured betas are exact halves of the 4th decimal (e.g.
+    # 1/32 = 0.03125) and go through np.char.mod.
+    _, _, exact = tracks._rounded(real, 4)
+    assert 0.95 < exact.mean() < 1
+
+
+def test_bedgraph_text_is_unchanged(imr90_betas):
+    # bedgraph_lines (pyarrow's CSV writer) against the pandas + np.char.mod text it replaced,
+    # on the real sites, on intervals (end_col) and on names that need quoting (pandas path).
+    df = imr90_betas
+    pos = df["pos"].to_numpy(np.int64)
+    assert tracks.bedgraph_lines(df, "beta_pred") == reference_bedgraph(df["chrom"], pos, pos + 1, df["beta_pred"])
+    win = df.iloc[::50].assign(start=lambda d: d["pos"] - 100, end=lambda d: d["pos"] + 100, prob=lambda d: d["beta_pred"] * 2 - 1)
+    got = tracks.bedgraph_lines(win, "prob", pos_col="start", end_col="end", digits=2)
+    assert got == reference_bedgraph(win["chrom"], win["start"], win["end"], win["prob"], 2)
+    odd = pd.DataFrame({"chrom": ['chr"1', "chr\t2", "chr3"], "pos": [5, 6, 7], "beta_pred": [0.5, -0.00001, 12.345]})
+    assert tracks.bedgraph_lines(odd, "beta_pred") == reference_bedgraph(odd["chrom"], odd["pos"], odd["pos"] + 1, odd["beta_pred"])
+    assert tracks.bedgraph_lines(odd.iloc[2:], "beta_pred") == "chr3\t7\t8\t12.3450\n"
+
+
+def test_bigwig_holds_the_bedgraph_numbers(imr90_betas, tmp_path):
+    # Every interval of the bigWig is the float32 of the bedGraph's printed value (real betas
+    # plus edge values: -0.0 keeps its sign, values >= 10 take np.char.mod's path).
+    import pyBigWig
+
+    rng = np.random.default_rng(5)
+    extra = np.array([-1e-7, -0.0, 0.0, 12.34567, -3.21e-5, 0.03125, 99999.5])
+    values = np.concatenate([imr90_betas["beta_pred"].to_numpy(), extra, rng.normal(0, 1, 1000)])
+    pos = np.arange(len(values), dtype=np.int64) * 7 + 100
+    path = str(tmp_path / "v.bw")
+    tracks.write_bigwig(path, {"chr1": int(pos[-1]) + 10}, [tracks.site_entries(pd.DataFrame({"pos": pos, "beta_pred": values}), "chr1")])
+    want = reference_text(values).astype(np.float64).astype(np.float32)
+    with pyBigWig.open(path) as bw:
+        got = bw.intervals("chr1")
+    assert [(s, e) for s, e, _ in got] == list(zip(pos.tolist(), (pos + 1).tolist()))
+    got_v = np.array([v for _, _, v in got], np.float32)
+    assert np.array_equal(got_v.view(np.uint32), want.view(np.uint32))  # bit for bit, signs of zeros too
+
+
 def zoom_errors(bw_path: str, pos: np.ndarray, values: np.ndarray, chrom: str = "chr22") -> dict[int, tuple[int, int, int]]:
     """Per zoom level: (records, records whose count/min/max disagree with the data, records whose sum disagrees)."""
     import pybigtools
@@ -107,6 +183,17 @@ def test_bigwig_refuses_blocks_out_of_sorted_order(tmp_path):
     blocks = [("chr9", np.array([5]), np.array([6]), np.array([0.5])), ("chr10", np.array([5]), np.array([6]), np.array([0.5]))]
     with pytest.raises(ValueError, match="sorted chromosome order"):
         tracks.write_bigwig(str(tmp_path / "x.bw"), {"chr9": 100, "chr10": 100}, blocks)
+    # Within a block (pyBigWig's own row check is replaced by a check on the arrays):
+    # overlapping, unsorted or empty intervals, and a block starting before the last one's end.
+    bad = [
+        [("chr9", np.array([5, 5]), np.array([6, 6]), np.array([0.5, 0.5]))],
+        [("chr9", np.array([7, 5]), np.array([8, 6]), np.array([0.5, 0.5]))],
+        [("chr9", np.array([5]), np.array([5]), np.array([0.5]))],
+        [("chr9", np.array([5, 9]), np.array([6, 10]), np.array([0.5, 0.5])), ("chr9", np.array([8]), np.array([9]), np.array([0.5]))],
+    ]
+    for blocks in bad:
+        with pytest.raises(ValueError, match="overlapping|sorted chromosome order"):
+            tracks.write_bigwig(str(tmp_path / "x.bw"), {"chr9": 100}, blocks)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
@@ -140,13 +227,18 @@ def test_assembly_streams_shard_by_shard_and_equals_the_whole_table_writers(imr9
 
     monkeypatch.setattr(outputs, "read_shard", spy)
     out = outputs.assemble_tracks(str(tmp_path), "imr90", "mrcnn", "d", shards, counts, sizes)
-    # Each shard read once per track, never more than one shard's rows at a time.
-    assert sum(held) == 2 * len(imr90_betas) and max(held) == max(c.cpgs for c in counts) < len(imr90_betas) // 5
+    # Both tracks in one pass (sorted order): each shard read once, never more than one
+    # shard's rows at a time.
+    assert sum(held) == len(imr90_betas) and max(held) == max(c.cpgs for c in counts) < len(imr90_betas) // 5
 
     whole = imr90_betas.assign(beta_pred=imr90_betas["beta_pred"].astype(np.float32))  # the shard files' float32
     tracks.write_bedgraph(whole, str(tmp_path / "whole.bedGraph"), name="imr90 mrcnn", description="d", chrom_order=["chr22"])
     assert (tmp_path / "whole.bedGraph").read_bytes() == open(out["bedGraph"], "rb").read()
+    # ... and the text is the one pandas + np.char.mod printed before the fast path.
+    pos = whole["pos"].to_numpy()
+    assert open(out["bedGraph"]).read() == tracks.track_line("imr90 mrcnn", "d") + reference_bedgraph("chr22", pos, pos + 1, whole["beta_pred"])
     tracks.write_bigwig(str(tmp_path / "whole.bw"), sizes, [tracks.site_entries(whole, "chr22")])
+    assert (tmp_path / "whole.bw").read_bytes() == open(out["bigWig"], "rb").read()  # shard by shard = one block
     with pyBigWig.open(out["bigWig"]) as got, pyBigWig.open(str(tmp_path / "whole.bw")) as want:
         assert got.intervals("chr22") == want.intervals("chr22") and len(got.intervals("chr22")) == len(whole)
         assert got.header() == want.header()

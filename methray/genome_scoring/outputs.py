@@ -64,6 +64,11 @@ def read_tissue_predictions(prefix: str, tissue: str, model: str, shards: list[S
 def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shards, counts, chrom_sizes, order: str = "sorted") -> dict[str, str]:
     """Stream a tissue's shards into one sorted bedGraph and one bigWig (same 4-decimal values).
 
+    One shard's rows are held at a time. When the bedGraph's order is the bigWig's (``sorted``,
+    or ``reference`` where it sorts the same) both are written in one pass over the shards;
+    otherwise the shards are read twice. The bigWig's writer (libBigWig) keeps its zoom
+    records in memory until it closes (:func:`methray.tracks.bigwig_writer`).
+
     Parameters
     ----------
     chrom_sizes
@@ -77,19 +82,34 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
     dict
         ``{"bedGraph": path, "bigWig": path}``.
     """
+    import pyarrow as pa
 
     def in_order(how: str) -> list[Shard]:
         rank = {c: i for i, c in enumerate(tracks.ordered_chroms(chrom_sizes, how))}
         return sorted((s for s, c in zip(shards, counts) if c.scored), key=lambda s: (rank[s.chrom], s.start))
 
-    bg = track_path(prefix, tissue, model, "bedGraph")
-    with storage.atomic_write(bg) as fh:
-        fh.write(tracks.track_line(f"{tissue} {model}", description))
-        for s in in_order(order):
-            fh.write(tracks.bedgraph_lines(read_shard(prefix, tissue, model, s), "beta_pred", digits=DIGITS))
+    def rows(s: Shard) -> tuple[np.ndarray, np.ndarray]:
+        df = read_shard(prefix, tissue, model, s)
+        return df["pos"].to_numpy(np.int64), df["beta_pred"].to_numpy(np.float64)
 
-    with_data = in_order("sorted")  # the bigWig's own order (tracks.write_bigwig)
-    bw = track_path(prefix, tissue, model, "bw")
-    blocks = (tracks.site_entries(read_shard(prefix, tissue, model, s), s.chrom, digits=DIGITS) for s in with_data)
-    tracks.write_bigwig(bw, {c: chrom_sizes[c] for c in {s.chrom for s in with_data}}, blocks)
+    def bedgraph_text(s: Shard, pos: np.ndarray, beta: np.ndarray) -> str:
+        chrom = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(pos), np.int32)), pa.array([s.chrom]))
+        return tracks.bedgraph_rows(chrom, pos, pos + 1, tracks.decimal_text(beta, DIGITS))
+
+    bg, bw = track_path(prefix, tissue, model, "bedGraph"), track_path(prefix, tissue, model, "bw")
+    with_data = in_order("sorted")  # the bigWig's own order (tracks.bigwig_writer)
+    bedgraph_order = in_order(order)
+    one_pass = bedgraph_order == with_data
+    with tracks.bigwig_writer(bw, {c: chrom_sizes[c] for c in {s.chrom for s in with_data}}) as add:
+        with storage.atomic_write(bg) as fh:
+            fh.write(tracks.track_line(f"{tissue} {model}", description))
+            for s in bedgraph_order:
+                pos, beta = rows(s)
+                fh.write(bedgraph_text(s, pos, beta))
+                if one_pass:
+                    add(s.chrom, pos, pos + 1, tracks.decimal_values(beta, DIGITS))
+        if not one_pass:
+            for s in with_data:
+                pos, beta = rows(s)
+                add(s.chrom, pos, pos + 1, tracks.decimal_values(beta, DIGITS))
     return {"bedGraph": bg, "bigWig": bw}
