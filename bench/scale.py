@@ -245,8 +245,9 @@ def _assembly(work: Path) -> dict:
     A thread samples this process's RSS every 0.2 s until the bedGraph appears under its final
     name, i.e. until the last shard has been read, just before the bigWig is closed (libBigWig
     then builds and writes its zoom levels, holding the GIL, so a thread cannot sample it):
-    ``streaming_rss_mib``. The process's peak (``peak_rss_mib``, the kernel's high-water mark
-    ``ru_maxrss``) less that, per row, is what the close adds (``close_bytes_per_row``).
+    ``streaming_rss_mib``. The process's peak (``peak_rss_mib``: the kernel's high-water mark
+    ``VmHWM`` of this process's memory; not ``ru_maxrss``, which keeps the parent's RSS from
+    before the ``exec``) less that, per row, is what the close adds (``close_bytes_per_row``).
     """
     import resource
     import threading
@@ -280,9 +281,14 @@ def _assembly(work: Path) -> dict:
     s = time.perf_counter() - t
     done.set()
     sampler.join()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    status = Path("/proc/self/status").read_text()
+    peak = int(status.split("VmHWM:")[1].split()[0]) / 2**10  # kB
     n = sum(c.cpgs for c in counts)
+    # CPU seconds of the whole stage process (imports and planning included): on a machine
+    # shared with other jobs, a steadier figure than the wall time.
     return {"items": n, "unit": "rows (bedGraph + bigWig)", "assembly_s": round(s, 1), "rows_per_s": round(n / s),
+            "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "bedgraph_mb": round(Path(out["bedGraph"]).stat().st_size / 2**20, 1), "bigwig_mb": round(Path(out["bigWig"]).stat().st_size / 2**20, 1),
             "streaming_rss_mib": round(streaming[0], 1), "peak_rss_mib": round(peak, 1),
             "close_bytes_per_row": round((peak - streaming[0]) * 2**20 / n, 1)}
