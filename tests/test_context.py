@@ -110,6 +110,24 @@ def test_context_cnn_shapes_and_strand_symmetric_summary():
         m(x)  # a context model needs its context
 
 
+def test_kmer_spectrum_counts_the_baselines_kmers_on_real_windows():
+    from methray.composition import kmer_counts, kmer_names
+    from methray.encoding import WindowSpec, one_hot
+    from methray.models.context_cnn import kmer_spectrum
+
+    ref = Reference(REF)
+    # real CpGs and two windows reaching into chr22's leading N run (N-containing k-mers not counted)
+    pos = np.concatenate([real_cpgs(30), [17_443_628 + 50, 17_443_628 + 150]])  # 17,443,628: the first called base
+    codes = ref.windows("chr22", pos, WindowSpec(400, True))
+    assert (codes == 4).any() and not (codes == 4).all(axis=1).any()
+    spectrum = kmer_spectrum(torch.from_numpy(one_hot(codes)).float())
+    np.testing.assert_array_equal(spectrum.numpy(), kmer_counts(codes))
+    assert spectrum.shape == (len(pos), len(kmer_names()))
+    # a window without N holds 397 4-mers
+    full = ~(codes == 4).any(axis=1)
+    assert full.sum() > 20 and spectrum[full, -256:].sum(dim=1).tolist() == [397.0] * int(full.sum())
+
+
 def test_model_inputs_and_window_only_jobs_refuse_context_models():
     chroms, pos = np.array(["chr22", "chr22"]), real_cpgs(2)
     assert context.model_inputs("mrcnn", REF, chroms, pos) == ()

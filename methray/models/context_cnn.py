@@ -9,6 +9,42 @@ from ..context import N_FEATURES
 from .registry import register
 
 
+def kmer_spectrum(x: torch.Tensor, max_k: int = 4) -> torch.Tensor:
+    """Counts of every k-mer, k = 1..``max_k``, in each one-hot window (a fixed, parameter-free layer).
+
+    The same counts as :func:`methray.composition.kmer_counts` (the ``composition_gbm`` baseline's
+    k-mer features): k-mers holding an N are not counted; columns ``A, C, G, T, AA, AC, ...,
+    TTTT`` (:func:`methray.composition.kmer_names`).
+
+    Parameters
+    ----------
+    x
+        ``(N, L, 4) float32`` one-hot (A, C, G, T; N = zeros).
+    max_k
+        Longest k-mer.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 4 + 16 + ... + 4**max_k) float32`` counts (340 columns for ``max_k = 4``).
+    """
+    n, length, _ = x.shape
+    called = x.sum(dim=2) > 0
+    code = x.argmax(dim=2)
+    blocks = []
+    for k in range(1, max_k + 1):
+        span = length - k + 1
+        index = torch.zeros(n, span, dtype=torch.long, device=x.device)
+        ok = torch.ones(n, span, dtype=torch.bool, device=x.device)
+        for t in range(k):
+            index = index * 4 + code[:, t : t + span]
+            ok &= called[:, t : t + span]
+        flat = (index + torch.arange(n, device=x.device)[:, None] * 4**k)[ok]
+        counts = torch.zeros(n * 4**k, dtype=x.dtype, device=x.device)
+        blocks.append(counts.index_add_(0, flat, torch.ones_like(flat, dtype=x.dtype)).view(n, 4**k))
+    return torch.cat(blocks, dim=1)
+
+
 @register(
     "context_cnn",
     window_length=400,
@@ -41,6 +77,11 @@ class ContextCNN(nn.Module):
       window's own summary computed from the one-hot input (GC fraction and CpG count of
       the central 100 bp and of the whole window, and the bases at -1 and +2 of the C: the
       WCGW / SCGS flank);
+    - **k-mer spectrum** of the window (:func:`kmer_spectrum`: every 1- to 4-mer counted,
+      340 counts, ``log1p``) -> fully connected ReLU. The counts are what the baseline's trees
+      gain most from on IMR90: without them ``composition_gbm`` fell from AUROC 0.704 to 0.653
+      on the validation sites, and the convolutions, trained on 30k sites, did not learn them
+      (context_cnn without this path: 0.661 after 7 epochs; with it: see README);
     - **context MLP** over the ``F`` features of :mod:`methray.context` (GC, CpG o/e, CpG
       density and N fraction at 1 kb to 1 Mb);
     - **fusion**: concatenation -> fully connected ReLU -> dropout -> ``n_outputs``.
@@ -73,6 +114,7 @@ class ContextCNN(nn.Module):
     """
 
     N_SUMMARY = 12
+    MAX_K = 4
 
     def __init__(self, window_length: int = 400, n_outputs: int = 1, context_features: int = N_FEATURES, channels: int = 64, hidden: int = 64, dropout: float = 0.5):
         super().__init__()
@@ -89,9 +131,11 @@ class ContextCNN(nn.Module):
             nn.Conv1d(channels, channels, 5, padding=2),
             nn.ReLU(),
         )
+        n_kmers = sum(4**k for k in range(1, self.MAX_K + 1))
+        self.kmers = nn.Sequential(nn.Linear(n_kmers, hidden), nn.ReLU())
         self.context = nn.Sequential(nn.Linear(context_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Sequential(
-            nn.Linear(2 * channels + self.N_SUMMARY + hidden, hidden),
+            nn.Linear(2 * channels + self.N_SUMMARY + 2 * hidden, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, n_outputs),
@@ -113,5 +157,6 @@ class ContextCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         h = self.conv(x.transpose(1, 2))
-        local = torch.cat([h.amax(dim=2), h.mean(dim=2), self.summary(x)], dim=1)
+        kmers = self.kmers(torch.log1p(kmer_spectrum(x, self.MAX_K)))
+        local = torch.cat([h.amax(dim=2), h.mean(dim=2), self.summary(x), kmers], dim=1)
         return self.head(torch.cat([local, self.context(context)], dim=1))
