@@ -277,6 +277,18 @@ class _Strided:
 WARMUP_STEPS = 5
 """Training steps left out of an epoch's ``steady_samples_per_s`` (first allocations, thread start-up)."""
 
+WORKER_NICENESS = 0
+"""Nice levels the training worker processes add to the raylet's (``RAY_worker_niceness`` in their runtime env).
+
+Ray starts its worker processes 15 nice levels below the raylet (``nice(15)`` in each
+worker), i.e. below the driver of an embedded Ray, the user's own priority. On a machine
+where anything else runs, a training worker then waits for a core while the same loop run
+as a plain script gets its fair share; each epoch reports the training thread's share of a
+core (``steady_cpu_share``). With 0 the workers run at the raylet's priority, as the
+driver does; None keeps Ray's default. ``bench/scale.py`` stage ``train_workers`` measures
+both (README "Scale" > "Ray overhead").
+"""
+
 STATE_FILE = "train_state.json"
 LATEST_FILE = "latest.pt"
 BEST_DIR = "best"
@@ -336,10 +348,10 @@ def train_loop_per_worker(config: dict) -> None:
         n_rows = min(len(rows), config["steps_per_epoch"] * batch_size) if config["steps_per_epoch"] else len(rows)
         model.train()
         loss_sum, n, peak = 0.0, 0, np.array(_rss_mib())
-        warm_t, warm_n = math.nan, 0
+        warm_t, warm_n, warm_cpu = math.nan, 0, math.nan
         for step, (x, *extra, y) in enumerate(_batches(train_rows, rows, n_rows, batch_size, reference, spec, device, model=config["model"])):
             if step == WARMUP_STEPS:
-                warm_t, warm_n = time.perf_counter(), n
+                warm_t, warm_n, warm_cpu = time.perf_counter(), n, time.thread_time()
             if config["rc_augment"]:
                 x = random_reverse_complement(x)
             optimizer.zero_grad(set_to_none=True)
@@ -354,6 +366,7 @@ def train_loop_per_worker(config: dict) -> None:
             if step % 16 == 0:
                 peak = np.fmax(peak, _rss_mib())
         steady_s, steady_n = time.perf_counter() - warm_t, n - warm_n  # training steps only, after warm-up
+        steady_cpu = time.thread_time() - warm_cpu  # this thread's CPU time for them (below 1 x steady_s: waiting for a core)
         model.eval()
         val_sum, val_n = 0.0, 0
         with torch.no_grad():
@@ -374,6 +387,8 @@ def train_loop_per_worker(config: dict) -> None:
             "seconds": time.perf_counter() - start, "best_val_loss": state["best_val_loss"], "lr": lr,
             # every worker's samples after the first WARMUP_STEPS steps / this worker's time for them (NaN: too few steps)
             "steady_samples_per_s": steady_n / steady_s if steady_s > 0 else math.nan,
+            # share of those seconds the training thread ran on a core, and the worker's niceness (WORKER_NICENESS)
+            "steady_cpu_share": steady_cpu / steady_s if steady_s > 0 else math.nan, "worker_niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "worker_base_mib": round(base, 1), "worker_peak_mib": round(float(peak[0]), 1), "worker_shm_mib": round(float(peak[1]), 1), "resumed_from_epoch": resumed_from, "pid": os.getpid(),
         }
         state["history"].append(metrics)
@@ -590,6 +605,7 @@ def fit(
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
             callbacks=[_Progress(queue), _StopOnMethrayError()],
+            worker_runtime_env=None if WORKER_NICENESS is None else {"env_vars": {"RAY_worker_niceness": str(WORKER_NICENESS)}},
         ),
     )
     stop, reported = threading.Event(), []

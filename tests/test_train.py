@@ -8,6 +8,7 @@ Real IMR90 sites on real chr22, MRCNN, one worker.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,9 @@ def test_same_seed_gives_identical_losses_predictions_and_metrics(ray_session, t
         runs[label] = (res, pred, metric_rows(pred.assign(in_cpg_island=False), "mrcnn", "imr90"))
     (a, pa, ma), (b, pb, mb), (c, pc, mc) = runs["a"], runs["b"], runs["c"]
     assert [h["epoch"] for h in a.history] == [1, 2]
+    # the worker ran at the driver's priority (train.WORKER_NICENESS), not Ray's default 15 nice levels below it
+    assert {h["worker_niceness"] for h in a.history} == {os.getpriority(os.PRIO_PROCESS, 0)}
+    assert all(0 < h["steady_cpu_share"] <= 1.05 for h in a.history)  # a thread runs at most the wall time
     for key in ("train_loss", "val_loss", "lr"):
         assert [h[key] for h in a.history] == [h[key] for h in b.history], key
     np.testing.assert_array_equal(pa["beta_pred"].to_numpy(), pb["beta_pred"].to_numpy())
