@@ -607,7 +607,7 @@ def _noop_pipeline(work: Path) -> dict:
 
 def _plain_steps(sites, val, fasta: str, steps: int) -> tuple[float, float]:
     """Samples/s after warm-up of ``steps`` MRCNN training steps in this process, 1 thread: the loop of
-    :func:`methray.train.train_loop_per_worker` without Ray (same batches, encoder thread, optimiser),
+    :func:`methray.train.train_loop_per_worker` without Ray (same batches, encoder thread, optimiser, malloc settings),
     and the share of that time the loop's thread ran on a core (as the worker's ``steady_cpu_share``)."""
     import math
 
@@ -615,9 +615,11 @@ def _plain_steps(sites, val, fasta: str, steps: int) -> tuple[float, float]:
 
     from methray import models, tasks
     from methray.encoding import WindowSpec
+    from methray.runtime import keep_freed_buffers
     from methray.train import WARMUP_STEPS, _batches, epoch_order
 
     torch.set_num_threads(1)
+    keep_freed_buffers()  # as the worker does
     torch.manual_seed(0)
     model = models.build("mrcnn", n_outputs=1).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

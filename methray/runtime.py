@@ -13,6 +13,8 @@ Order of precedence:
 A cluster started with ``RAY_AUTH_MODE=token`` accepts only clients in token mode with its
 token; a refused connection to a cluster that is up ends with one line that says so, instead
 of falling back to an embedded Ray.
+
+Also here: process settings for the processes that run models (:func:`keep_freed_buffers`).
 """
 
 from __future__ import annotations
@@ -149,3 +151,41 @@ def worker_env() -> dict[str, str]:
         job_env = (json.loads(job_config).get("runtime_env") or {}).get("env_vars") or {}
         env = {k: v for k, v in env.items() if k not in job_env}
     return env
+
+
+MMAP_THRESHOLD = 32 * 2**20
+"""Allocations below this many bytes come from the heap (glibc's largest ``M_MMAP_THRESHOLD``)."""
+TRIM_THRESHOLD = 64 * 2**20
+"""Free memory at the top of a heap kept for reuse up to this many bytes (``M_TRIM_THRESHOLD``)."""
+
+
+def keep_freed_buffers() -> bool:
+    """Let this process reuse freed tensor buffers instead of faulting in fresh pages for every step.
+
+    glibc's ``malloc`` serves a block above its mmap threshold (128 KiB at start, raised as
+    large blocks are freed) with new pages from the kernel, returns it with ``munmap`` when
+    freed, and returns free memory above the trim threshold at the top of a heap. A training
+    step allocates and frees tens of MiB of activations and convolution buffers, so every
+    step faulted and zeroed them again: MRCNN at batch 128 on one thread, 3,000-7,000 minor
+    page faults and 8-17 ms of system time in a 40-60 ms step, varying with the process's
+    allocation history and with the thread the loop runs in (Ray Train runs it in a thread of
+    its own). Fixed thresholds (:data:`MMAP_THRESHOLD`, :data:`TRIM_THRESHOLD`; ``mallopt``)
+    keep those blocks in the heap for the next step: no page faults per step, at ~30 MiB more
+    resident memory. Blocks above 32 MiB are still mapped per allocation.
+
+    Process-wide and idempotent; call it once in a process that runs a model (a training
+    worker, a plain loop measured against one).
+
+    Returns
+    -------
+    bool
+        True if set; False where the C library is not glibc (nothing changed).
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(libc.mallopt(m_trim_threshold, TRIM_THRESHOLD))

@@ -54,6 +54,7 @@ from .augment import random_reverse_complement
 from .config import RunConfig, TrainConfig
 from .context import model_inputs
 from .encoding import WindowSpec
+from .runtime import keep_freed_buffers
 from .sites import read_sites
 from .windows import WindowRows, encode_rows
 
@@ -309,6 +310,7 @@ def train_loop_per_worker(config: dict) -> None:
     epoch is ``epoch + 1``; a finished run is not trained again.
     """
     torch.set_num_threads(config["threads"])
+    keep_freed_buffers()  # no page faults for each step's activations (see there)
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])  # the initial weights (DDP copies rank 0's to every worker)
     model = models.build(config["model"], window_length=config["window_length"], n_outputs=config["n_outputs"], **config["params"])
