@@ -14,21 +14,12 @@ Row order (``score.track_order``):
 The bigWig always lists its chromosomes, and stores its data, in ``sorted`` order: its
 chromosome index is a B+ tree keyed by name (Kent et al. 2010, Bioinformatics 26:2204) and
 libBigWig numbers the chromosomes in the order given, so any other order would leave the
-tree's keys out of order. It is written with pyBigWig (libBigWig),
-which computes the zoom levels (summaries of 16 bp to ~65 kb bins for CpG tracks) from the
-written data. Known libBigWig defect: it stores a zoom record's sum only when the next record
-starts, so the last record of each 1,023-record zoom block and of each level keeps sum 0
-(count, min and max right; ~0.1% of records). pybigtools 0.3.0 is not used for writing: for
-sparse data such as CpGs its zoom records count the gap between a zoom bin's start and the
-first item in the bin as covered bases with that item's value, so zoomed-out means and
-coverage are wrong (jackh726/bigtools issue 85 shows the same on CpG bedGraphs; on the
-IMR90 chr22 betas 98% of its zoom records have a wrong count, min or max).
-
-Memory: libBigWig's ``close()`` reads the written intervals back contig by contig but keeps the
-zoom records (32 B each) of every level in memory until all are written, ~1.46 records per CpG
-(the 16-bp level 0.75 per CpG, 64 bp 0.44, 256 bp 0.18, ... on the scale bench's genome):
-~45 B per CpG, so the writing process grows with the genome's CpG count (dpryan79/libBigWig
-issue 44 asks for per-chromosome flushing; not done). README "Scale" has the measured figures.
+tree's keys out of order. It is written by :mod:`methray.bigwig`, which streams: data
+sections as they fill, each zoom level (summaries of 16 bp to ~4 Mb bins for CpG tracks)
+spilled to a temporary file block by block, so the writing process holds one shard, not the
+genome (libBigWig, through pyBigWig, keeps every zoom record in memory until it closes,
+~46 B per CpG; pybigtools 0.3.0 writes wrong zoom records for sparse data; that module's
+docstring has the details). pyBigWig reads the files.
 
 Values are printed ``"%.4f"``: :func:`decimal_text` gives Python's (printf's) text byte for
 byte from a lookup table, :func:`decimal_values` the float64 that text reads back as, which
@@ -139,15 +130,8 @@ def decimal_text(values: np.ndarray, digits: int = 4) -> pa.StringArray:
         ``(N,)`` texts, e.g. ``0.1235``, ``-0.0000``, ``nan``; byte for byte those of
         ``np.char.mod(f"%.{digits}f", values)``, ~20x faster for values below 10.
     """
-    import pyarrow.compute as pc
-
     values = np.asarray(values, np.float64)
-    k, negative, exact = _rounded(values, digits)
-    text = _decimal_table(min(digits, TABLE_DIGITS)).take(pa.array(k + negative * (10 * 10 ** min(digits, TABLE_DIGITS))))
-    if not exact.all():
-        slow = np.char.mod(f"%.{digits}f", values[~exact])
-        text = pc.replace_with_mask(text, pa.array(~exact), pa.array(slow.tolist(), pa.string()))
-    return text
+    return _text(values, _rounded(values, digits), digits)
 
 
 def decimal_values(values: np.ndarray, digits: int = 4) -> np.ndarray:
@@ -158,7 +142,29 @@ def decimal_values(values: np.ndarray, digits: int = 4) -> np.ndarray:
     (signs kept: ``-0.0000`` is ``-0.0``). Returns ``(N,) float64``.
     """
     values = np.asarray(values, np.float64)
-    k, negative, exact = _rounded(values, digits)
+    return _values(values, _rounded(values, digits), digits)
+
+
+def decimals(values: np.ndarray, digits: int = 4) -> tuple[pa.StringArray, np.ndarray]:
+    """:func:`decimal_text` and :func:`decimal_values` of the same values, rounded once."""
+    values = np.asarray(values, np.float64)
+    rounded = _rounded(values, digits)
+    return _text(values, rounded, digits), _values(values, rounded, digits)
+
+
+def _text(values: np.ndarray, rounded, digits: int) -> pa.StringArray:
+    import pyarrow.compute as pc
+
+    k, negative, exact = rounded
+    text = _decimal_table(min(digits, TABLE_DIGITS)).take(pa.array(k + negative * (10 * 10 ** min(digits, TABLE_DIGITS))))
+    if not exact.all():
+        slow = np.char.mod(f"%.{digits}f", values[~exact])
+        text = pc.replace_with_mask(text, pa.array(~exact), pa.array(slow.tolist(), pa.string()))
+    return text
+
+
+def _values(values: np.ndarray, rounded, digits: int) -> np.ndarray:
+    k, negative, exact = rounded
     out = np.where(negative, -k, k) / 10.0**digits
     out[negative & (k == 0)] = -0.0
     if not exact.all():
@@ -242,28 +248,10 @@ def write_bedgraph(
     return len(sites)
 
 
-def site_entries(df: pd.DataFrame, chrom: str, value_col: str = "beta_pred", pos_col: str = "pos", digits: int = 4):
-    """Sorted sites of one chromosome as a bigWig block ``(chrom, starts, ends, values)``.
-
-    Parameters
-    ----------
-    df
-        Sites of ``chrom`` sorted by ``pos_col`` (0-based C position).
-
-    Returns
-    -------
-    tuple
-        ``chrom``, ``starts`` ``(N,) int64``, ``ends = starts + 1``, ``values`` ``(N,) float64``
-        rounded to ``digits`` decimals exactly as the bedGraph prints them.
-    """
-    pos = df[pos_col].to_numpy(np.int64)
-    # The numbers the bedGraph's text reads back as, so both tracks hold exactly the same values.
-    return chrom, pos, pos + 1, decimal_values(df[value_col].to_numpy(np.float64), digits)
-
-
 @contextlib.contextmanager
 def bigwig_writer(path: str, chrom_sizes: dict[str, int], max_zooms: int = MAX_ZOOMS) -> Iterator[Callable]:
-    """Open a bigWig for writing (pyBigWig), atomically; yields ``add(chrom, starts, ends, values)``.
+    """Open a bigWig for writing (:class:`methray.bigwig.BigWigWriter`), atomically; yields
+    ``add(chrom, starts, ends, values)``.
 
     Parameters
     ----------
@@ -273,72 +261,22 @@ def bigwig_writer(path: str, chrom_sizes: dict[str, int], max_zooms: int = MAX_Z
         Lengths of the contigs that have data (the bigWig's chromosome list, written in
         ``sorted`` order).
     max_zooms
-        Most zoom levels; libBigWig makes them from 4x the mean interval size up, each 4x
-        the last, while the bins stay shorter than the longest contig.
+        Most zoom levels (16x the mean interval length up, each 4x the last).
 
-    ``add`` takes ``(N,)`` arrays (0-based half-open, non-overlapping) by chromosome in
-    ``sorted`` order then by start, and raises ``ValueError`` for a contig not in
-    ``chrom_sizes`` or a block out of order. libBigWig holds the zoom records of every level
-    in memory until the file is closed (~45 B per 1-bp interval for CpG tracks; README
-    "Scale"), so the writing process grows with the number of intervals.
+    ``add`` takes ``(N,)`` arrays (0-based half-open, non-overlapping; values stored as
+    float32) by chromosome in ``sorted`` order then by start, and raises ``ValueError`` for a
+    contig not in ``chrom_sizes`` or intervals out of order, overlapping or past the contig's
+    end. The writer holds one block and one pending zoom record per level, whatever the
+    number of intervals (README "Scale").
     """
-    import pyBigWig
+    from .bigwig import BigWigWriter
 
     chroms = ordered_chroms(chrom_sizes, "sorted")
-    rank = {c: i for i, c in enumerate(chroms)}
-    last = [(-1, -1)]
-
     with storage.atomic_path(path) as tmp:
-        bw = pyBigWig.open(tmp, "w")
-
-        def add(chrom: str, starts, ends, values) -> None:
-            if not len(starts):
-                return
-            starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
-            if chrom not in rank or (rank[chrom], int(starts[0])) < last[0]:
-                raise ValueError(f"bigWig block {chrom}:{int(starts[0])} is not in sorted chromosome order")
-            # pyBigWig's own check (validate=True) looks each row's contig up by name; the
-            # same conditions on whole arrays: 0 <= start < end < 2^32, sorted, no overlap.
-            if starts[0] < 0 or ends[-1] >= 2**32 or not (np.all(ends > starts) and np.all(starts[1:] >= ends[:-1])):
-                raise ValueError(f"bigWig block {chrom}:{int(starts[0])}-{int(ends[-1])}: intervals empty, unsorted or overlapping")
-            last[0] = (rank[chrom], int(ends[-1]))
-            # float32 as libBigWig stores them (the cast of C's (float)); pyBigWig's float64
-            # path would turn -0.0 into +0.0.
-            values = np.asarray(values, np.float64).astype(np.float32)
-            if pyBigWig.numpy:
-                bw.addEntries([chrom] * len(starts), starts, ends=ends, values=values, validate=False)
-            else:
-                bw.addEntries([chrom] * len(starts), starts.tolist(), ends=ends.tolist(), values=values.astype(np.float64).tolist(), validate=False)
-
+        writer = BigWigWriter(tmp, [(c, int(chrom_sizes[c])) for c in chroms], max_zooms)
         try:
-            bw.addHeader([(c, int(chrom_sizes[c])) for c in chroms], maxZooms=max_zooms)
-            yield add
-        finally:
-            bw.close()
-
-
-def write_bigwig(path: str, chrom_sizes: dict[str, int], blocks, max_zooms: int = MAX_ZOOMS) -> None:
-    """Write a bigWig with zoom levels (pyBigWig) from sorted blocks, atomically.
-
-    Parameters
-    ----------
-    path
-        Output path (local or ``s3://``).
-    chrom_sizes
-        Lengths of the contigs that have data (the bigWig's chromosome list, written in
-        ``sorted`` order).
-    blocks
-        Iterable of ``(chrom, starts, ends, values)`` with ``(N,)`` arrays (0-based
-        half-open, non-overlapping), by chromosome in ``sorted`` order then by start (e.g.
-        :func:`site_entries`); consumed once, so it may stream one shard at a time.
-    max_zooms
-        Most zoom levels (:func:`bigwig_writer`).
-
-    Raises
-    ------
-    ValueError
-        A block of a contig not in ``chrom_sizes`` or out of order.
-    """
-    with bigwig_writer(path, chrom_sizes, max_zooms) as add:
-        for chrom, starts, ends, values in blocks:
-            add(chrom, starts, ends, values)
+            yield writer.add
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()

@@ -66,8 +66,8 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
 
     One shard's rows are held at a time. When the bedGraph's order is the bigWig's (``sorted``,
     or ``reference`` where it sorts the same) both are written in one pass over the shards;
-    otherwise the shards are read twice. The bigWig's writer (libBigWig) keeps its zoom
-    records in memory until it closes (:func:`methray.tracks.bigwig_writer`).
+    otherwise the shards are read twice. The bigWig's writer streams too
+    (:mod:`methray.bigwig`): the process holds a shard and each zoom level's last bin.
 
     Parameters
     ----------
@@ -92,9 +92,9 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
         df = read_shard(prefix, tissue, model, s)
         return df["pos"].to_numpy(np.int64), df["beta_pred"].to_numpy(np.float64)
 
-    def bedgraph_text(s: Shard, pos: np.ndarray, beta: np.ndarray) -> str:
+    def bedgraph_text(s: Shard, pos: np.ndarray, text: pa.StringArray) -> str:
         chrom = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(pos), np.int32)), pa.array([s.chrom]))
-        return tracks.bedgraph_rows(chrom, pos, pos + 1, tracks.decimal_text(beta, DIGITS))
+        return tracks.bedgraph_rows(chrom, pos, pos + 1, text)
 
     bg, bw = track_path(prefix, tissue, model, "bedGraph"), track_path(prefix, tissue, model, "bw")
     with_data = in_order("sorted")  # the bigWig's own order (tracks.bigwig_writer)
@@ -105,9 +105,12 @@ def assemble_tracks(prefix: str, tissue: str, model: str, description: str, shar
             fh.write(tracks.track_line(f"{tissue} {model}", description))
             for s in bedgraph_order:
                 pos, beta = rows(s)
-                fh.write(bedgraph_text(s, pos, beta))
                 if one_pass:
-                    add(s.chrom, pos, pos + 1, tracks.decimal_values(beta, DIGITS))
+                    text, values = tracks.decimals(beta, DIGITS)
+                    add(s.chrom, pos, pos + 1, values)
+                else:
+                    text = tracks.decimal_text(beta, DIGITS)
+                fh.write(bedgraph_text(s, pos, text))
         if not one_pass:
             for s in with_data:
                 pos, beta = rows(s)
