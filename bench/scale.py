@@ -244,11 +244,12 @@ def _assembly(work: Path) -> dict:
     """score-genome's track assembly: every shard streamed into one sorted bedGraph and one bigWig.
 
     A thread samples this process's RSS every 0.2 s until the bedGraph appears under its final
-    name, i.e. until the last shard has been read, just before the bigWig is closed (libBigWig
-    then builds and writes its zoom levels, holding the GIL, so a thread cannot sample it):
-    ``streaming_rss_mib``. The process's peak (``peak_rss_mib``: the kernel's high-water mark
-    ``VmHWM`` of this process's memory; not ``ru_maxrss``, which keeps the parent's RSS from
-    before the ``exec``) less that, per row, is what the close adds (``close_bytes_per_row``).
+    name, i.e. until the last shard has been read, just before the bigWig is closed (its
+    indexes written, its spilled zoom levels copied into place): ``streaming_rss_mib``. The
+    process's peak (``peak_rss_mib``: the kernel's high-water mark ``VmHWM`` of this process's
+    memory; not ``ru_maxrss``, which keeps the parent's RSS from before the ``exec``) less that,
+    per row, is what the close adds (``close_bytes_per_row``; ~46 with libBigWig's writer,
+    which built every zoom level in memory there).
     """
     import resource
     import threading
@@ -377,10 +378,12 @@ def _torch_loop(work: Path) -> dict:
 
     from methray import models, tasks
     from methray.encoding import WindowSpec
+    from methray.runtime import keep_freed_buffers
     from methray.windows import encode_rows
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    keep_freed_buffers()  # as the training workers do (runtime.keep_freed_buffers)
     sites = _random_sites(work, TRAIN["small"], 1)
     model = models.build("mrcnn", n_outputs=1).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
