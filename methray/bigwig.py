@@ -47,6 +47,9 @@ SUMMARY_SIZE = 40
 ITEMS_PER_SLOT = 1024  # items per data section and records per zoom block (bedGraphToBigWig's default)
 BLOCK_SIZE = 256  # children per R-tree node (bedGraphToBigWig's default)
 BEDGRAPH_TYPE = 1
+# zlib level 1: 2.5x less CPU than the default 6 (libBigWig's, UCSC's) for a file 2-4% larger
+# (1M CpG-like intervals: 1.7 vs 4.3 CPU s, 44.4 vs 43.4 MB); any zlib reader inflates either.
+ZLIB_LEVEL = 1
 
 ITEM = np.dtype([("start", "<u4"), ("end", "<u4"), ("value", "<f4")])
 RECORD = np.dtype([("chrom", "<u4"), ("start", "<u4"), ("end", "<u4"), ("count", "<u4"),
@@ -219,7 +222,7 @@ class BigWigWriter:
     @staticmethod
     def _block(fh, raw: bytes, chrom: int, start: int, end: int) -> tuple:
         """Compress ``raw`` to ``fh``; its R-tree leaf entry (offset in ``fh``)."""
-        packed = zlib.compress(raw)
+        packed = zlib.compress(raw, ZLIB_LEVEL)
         offset = fh.tell()
         fh.write(packed)
         return chrom, start, chrom, end, offset, len(packed)
