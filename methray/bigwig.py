@@ -23,8 +23,11 @@ Zoom records summarise aligned bins ``[k * r, (k + 1) * r)`` of reduction ``r`` 
 ``validCount`` is the number of bases with data in the bin, ``sum`` and ``sumSquares`` weigh
 each value by its bases, as UCSC's records do. The first reduction is ``first_reduction``
 (16 bp: libBigWig's choice for 1 bp CpG intervals, 16x their length), each next level 4x the
-last, at most ``zoom_levels`` levels, none wider than the longest chromosome, and a level that
-summarises no better than the one below (as many records) ends the list.
+last, at most ``zoom_levels`` levels, none wider than the longest chromosome; a level that
+needs as many zoom blocks (1,024 records) as the one below ends the list, as in libBigWig
+(hg19 chr22's IMR90 CpGs: 6 levels, 16 bp to 16 kb). Readers that summarise a range from the
+zoom records prorate the bins cut by its ends; coarser levels than needed would make that
+worse (pyBigWig's ``stats()`` picks the coarsest level not wider than the range).
 """
 
 from __future__ import annotations
@@ -174,9 +177,9 @@ class BigWigWriter:
             self.fh.write(_rtree(self.leaves.array(), index_offset))
             zooms = []
             for i, level in enumerate(self.levels):
-                if i and level.count == self.levels[i - 1].count:
-                    break  # no coarser than the level below
-                if level.count == 0:
+                # A level needing as many zoom blocks as the one below ends the list (libBigWig's
+                # rule): coarser bins would only make readers prorate more.
+                if level.count == 0 or (i and -(-level.count // ITEMS_PER_SLOT) == -(-self.levels[i - 1].count // ITEMS_PER_SLOT)):
                     break
                 zoom_offset = self.fh.tell()
                 self.fh.write(struct.pack("<I", level.count))
