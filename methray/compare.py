@@ -100,11 +100,19 @@ def model_config(name: str, cfg: RunConfig) -> ModelConfig:
 
 
 def _checkpoint_current(path: str, expected: dict) -> bool:
-    """Whether ``path`` holds a checkpoint whose metadata has every ``expected`` item."""
+    """Whether ``path`` holds a checkpoint whose metadata has every ``expected`` item and
+    whose weights load into the model as the code builds it now (a model changed under the
+    same name is trained again, not reused)."""
     if not storage.exists(storage.join(path, "meta.json")):
         return False
     meta = checkpoint.read_meta(path)
-    return all(getattr(meta, k, None) == v for k, v in expected.items())
+    if not all(getattr(meta, k, None) == v for k, v in expected.items()):
+        return False
+    try:
+        checkpoint.load(path)
+    except Exception:  # noqa: BLE001 - missing or mismatched weights: not reusable
+        return False
+    return True
 
 
 def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"], seeds: int = 3) -> pd.DataFrame:

@@ -150,6 +150,18 @@ def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, capl
     assert [p.stat().st_mtime_ns for p in model_pt] == before
     first = table.set_index(["model", "tissue"]).loc[("deepcpg_dna", "imr90"), "auroc"]
     assert again.set_index(["model", "tissue"]).loc[("deepcpg_dna", "imr90"), "auroc"] == pytest.approx(first)
+    # Weights that no longer fit the model as built now (a layer changed under the same name):
+    # seed 1 is trained again, seed 0 still reused.
+    import torch
+
+    weights = torch.load(model_pt[1], weights_only=True)
+    weights.pop(next(iter(weights)))
+    torch.save(weights, model_pt[1])
+    caplog.clear()
+    compare(cfg, names=["deepcpg_dna"], budget=TINY, seeds=SEEDS)
+    assert "compare deepcpg_dna seed 0: reusing" in caplog.text and "compare deepcpg_dna seed 1: reusing" not in caplog.text
+    assert model_pt[0].stat().st_mtime_ns == before[0] and model_pt[1].stat().st_mtime_ns != before[1]
+    checkpoint.load(str(model_pt[1].parent))  # complete again
 
 
 def test_gap_smaller_than_the_widest_window_is_refused(tmp_path, imr90_slice):
