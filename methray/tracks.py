@@ -12,10 +12,9 @@ Row order (``score.track_order``):
   ``bedGraphToBigWig`` from v455 and by genome browsers, not by ``sort -c``).
 
 The bigWig always lists its chromosomes, and stores its data, in ``sorted`` order: its
-chromosome index is a B+ tree keyed by name (Kent et al. 2010, Bioinformatics 26:2204) and
-libBigWig numbers the chromosomes in the order given, so any other order would leave the
-tree's keys out of order. It is written by :mod:`methray.bigwig`, which streams: data
-sections as they fill, each zoom level (summaries of 16 bp to ~4 Mb bins for CpG tracks)
+chromosome index is a B+ tree keyed by name (Kent et al. 2010, Bioinformatics 26:2204),
+its keys in byte order. It is written by :mod:`methray.bigwig`, which streams: data
+sections as they fill, each zoom level (summaries of 16 bp bins and up, 4x per level)
 spilled to a temporary file block by block, so the writing process holds one shard, not the
 genome (libBigWig, through pyBigWig, keeps every zoom record in memory until it closes,
 ~46 B per CpG; pybigtools 0.3.0 writes wrong zoom records for sparse data; that module's
