@@ -74,3 +74,28 @@ def test_rc_average_is_the_mean_of_both_strands_and_strand_symmetric(cpgs, mrcnn
     # averaged: a window and its reverse complement get the same prediction
     xr = reverse_complement(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(both.predict(x), both.predict(np.ascontiguousarray(xr)), atol=1e-6)
+
+
+def test_cpu_forward_passes_in_chunks_give_the_whole_batch_predictions(mrcnn_checkpoint):
+    # 700 real chr22 CpGs with both strands: 1,400 windows in passes of 256 (the last one
+    # shorter), the same as one pass of the whole batch; no page faults in steady passes.
+    import resource
+
+    from methray import predictor as predictor_module
+
+    rows = [line.split("\t") for line in head_lines(IMR90, 700, skip=5000)]
+    pos = np.array([int(r[1]) - 1 for r in rows])
+    x = one_hot(Reference(str(FASTA)).windows("chr22", pos, WindowSpec(400, exclude_cpg=True)))
+    p = Predictor(mrcnn_checkpoint, str(FASTA))
+    assert 2 * len(x) > predictor_module.CPU_FORWARD_WINDOWS
+    model, _ = ckpt.load(mrcnn_checkpoint)
+    with torch.inference_mode():
+        xt = torch.from_numpy(x).float()
+        whole = model(torch.cat([xt, reverse_complement(xt)])).clamp(0, 1)[:, 0].numpy()
+    chunked = p.predict(x)[:, 0]
+    np.testing.assert_allclose(chunked, (whole[: len(x)] + whole[len(x):]) / 2, atol=1e-6)
+    p.predict(x)  # warm: buffers of every chunk size allocated once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    again = p.predict(x)[:, 0]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500  # a whole-batch pass faulted ~50,000 per 1,024 windows
+    assert np.array_equal(again, chunked)
