@@ -95,7 +95,10 @@ def test_cpu_forward_passes_in_chunks_give_the_whole_batch_predictions(mrcnn_che
     chunked = p.predict(x)[:, 0]
     np.testing.assert_allclose(chunked, (whole[: len(x)] + whole[len(x):]) / 2, atol=1e-6)
     p.predict(x)  # warm: buffers of every chunk size allocated once
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    # This thread's faults only (with one torch thread the model runs in it): other threads of
+    # the test process (Ray's, in the suite) fault on their own.
+    torch.set_num_threads(1)
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
     again = p.predict(x)[:, 0]
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500  # a whole-batch pass faulted ~50,000 per 1,024 windows
+    assert resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before < 2000  # one whole pass: ~69,000
     assert np.array_equal(again, chunked)
