@@ -174,7 +174,8 @@ def keep_freed_buffers() -> bool:
     resident memory. Blocks above 32 MiB are still mapped per allocation.
 
     Process-wide and idempotent; call it once in a process that runs a model (a training
-    worker, a plain loop measured against one).
+    worker, a CPU predictor, a plain loop measured against one). Forward passes must also
+    stay below 32 MiB of activations to profit (``predictor.CPU_FORWARD_WINDOWS``).
 
     Returns
     -------
