@@ -64,6 +64,8 @@ class CheckpointMeta(BaseModel):
     batch_size: int | None = None
     train_seconds: float | None = None
     epochs_run: int | None = None
+    init_from: str | None = None
+    """Fine-tuned models: the checkpoint whose weights started training (``train.init_from``)."""
 
     @property
     def window(self) -> WindowSpec:

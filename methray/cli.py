@@ -174,6 +174,7 @@ def compare(
     budget: Annotated[str, typer.Option("--budget", help="none: all sites, train.epochs (GPU clusters); cpu: the site / epoch caps for a 2-core machine, stated in the table header; cpu-long: the same with up to 8 epochs.")] = "none",
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated models (default: every methylation-capable sequence model).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train every model with seeds 0..N-1; the table reports mean, sd and a block-bootstrap interval of the mean.")] = 3,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Fine-tune: start each model and seed from the checkpoint of this earlier comparison on the same CpG table (e.g. trained on another tissue).")] = None,
 ):
     """Train every sequence model with N seeds on one split; write comparison.tsv / comparison.md."""
     from .compare import BUDGETS, MODELS, compare as run_compare
@@ -181,7 +182,7 @@ def compare(
     if budget not in BUDGETS:
         raise MethrayError(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
     names = [m.strip() for m in models.split(",") if m.strip()] if models else list(MODELS)
-    run_compare(_config(config, set, out), names=names, budget=BUDGETS[budget], seeds=seeds)
+    run_compare(_config(config, set, out), names=names, budget=BUDGETS[budget], seeds=seeds, init_from=init_from)
 
 
 @app.command()

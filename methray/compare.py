@@ -23,9 +23,14 @@ on the first tissue of the config, with
   over hold-out blocks (:func:`methray.bootstrap.seed_interval_rows`: blocks drawn once per
   replicate, every seed's metric on that resample, averaged);
 - cross-tissue: with two or more tissues in the config, every model (trained on the first)
-  is also evaluated against each further tissue's measured beta at the first tissue's test
-  sites (inner join on chrom, pos; the hold-out regions are shared by all tissues of the CpG
-  table). Those rows carry the evaluated tissue in ``tissue``.
+  is also scored at each further tissue's own test sites (its CpGs in the hold-out regions,
+  which all tissues of a CpG table share; capped like the first tissue's) and evaluated
+  against that tissue's measured beta. Those rows carry the evaluated tissue in ``tissue``;
+  their predictions are ``.../predictions/<tissue>.<name>.parquet`` too;
+- fine-tuning (``init_from``, a comparison run on the same CpG table, e.g. with another
+  tissue first): each model and seed starts from the weights of that run's model and seed
+  instead of random ones (``train.init_from``). Its hold-out regions must be this run's
+  (``split_regions.tsv`` equal), so that no pre-training site lies in a test region.
 
 Outputs in ``out_dir``: ``models/<name>/seed<k>/checkpoint``, ``.../train_history.tsv`` and
 ``.../predictions/<tissue>.<name>.parquet`` per model and seed; ``predictions/<tissue>.<name>.parquet``
@@ -34,8 +39,8 @@ first line states budget, seeds and interval) and ``comparison.md`` (the headlin
 ``mean ± sd [lo, hi]``, then every column); ``comparison_intervals.tsv``; the tidy per-seed
 ``comparison_metrics.tsv`` / ``.parquet`` (every metric, subsets all / cgi / non_cgi, column
 ``seed``). A seed whose checkpoint records the same budget name, numbers of training /
-validation sites, epoch cap, learning rate and schedule, batch size, RC augmentation and seed
-is not retrained (an interrupted comparison resumes; delete ``models/<name>`` to retrain).
+validation sites, epoch cap, learning rate and schedule, batch size, RC augmentation, seed and
+starting weights is not retrained (an interrupted comparison resumes; delete ``models/<name>`` to retrain).
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ def _checkpoint_current(path: str, expected: dict) -> bool:
     return True
 
 
-def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"], seeds: int = 3) -> pd.DataFrame:
+def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budget: Budget = BUDGETS["none"], seeds: int = 3, init_from: str | None = None) -> pd.DataFrame:
     """Train, score and evaluate each model with several seeds on one split; write the comparison table.
 
     Parameters
@@ -130,6 +135,9 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     seeds
         Training seeds ``0 .. seeds - 1`` per model (``train.seed``; ``composition_gbm``'s
         ``random_state``); ``cpg_density`` is fitted once (it has no randomness).
+    init_from
+        Output folder of a comparison on the same hold-out regions: model ``name``, seed ``k``
+        starts from ``<init_from>/models/<name>/seed<k>/checkpoint`` (fine-tuning).
 
     Returns
     -------
@@ -140,8 +148,9 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     Raises
     ------
     MethrayError
-        A model that is not a sequence model, ``split.gap_bp`` smaller than a window, or
-        ``seeds`` < 1.
+        A model that is not a sequence model, ``split.gap_bp`` smaller than a window,
+        ``seeds`` < 1, or an ``init_from`` run with other hold-out regions or without a
+        model's checkpoint.
     """
     import ray
 
@@ -153,7 +162,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .score import predict_dataset
     from .sites import read_sites
     from .tracks import sort_sites
-    from .train import checkpoint_meta, fit, learning_rate, model_window
+    from .train import check_init_from, checkpoint_meta, fit, learning_rate, model_window
     from .windows import WindowRows
 
     names = list(names)
@@ -170,24 +179,38 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         log.info(f"compare: reusing the CpG table {cfg.sites_table} (delete it to prepare again)")
     else:
         run_prepare(cfg)
+    init = _init_checkpoints(init_from, cfg, names, seeds, specs, check_init_from)
     start_ray(cfg)
-    log.info(f"compare: {budget_line}; seeds 0..{seeds - 1}")
+    log.info(f"compare: {budget_line}; seeds 0..{seeds - 1}" + (f"; fine-tuned from {init_from}" if init_from else ""))
 
     tissue = cfg.tissues[0].name
     order = open_reference(cfg.reference).chroms
     sites = {s: sort_sites(read_sites(cfg.sites_table, tissue=tissue, split=s), order) for s in ("train", "val", "test")}
     val, test = _capped(sites["val"], budget.max_val), _capped(sites["test"], budget.max_eval)
+    # Cross-tissue: each further tissue's own test sites (the hold-out regions are shared by
+    # every tissue of the CpG table: prepare plans them on the union of the tissues' sites).
+    # Every model is scored once at all of them (`scored`) and evaluated per tissue.
+    tests = {tissue: test}
+    for other in cfg.tissues[1:]:
+        tests[other.name] = _capped(sort_sites(read_sites(cfg.sites_table, tissue=other.name, split="test"), order), budget.max_eval)
+    scored = sort_sites(pd.concat(list(tests.values()), ignore_index=True).drop_duplicates(["chrom", "pos"]).reset_index(drop=True), order)
     epochs = min(budget.epochs, cfg.train.epochs) if budget.epochs else cfg.train.epochs
     train_cfg = cfg.train.model_copy(update={"epochs": epochs, "max_train_sites": None})
 
-    def keep(name: str, k: int, pred: pd.DataFrame) -> pd.DataFrame:
-        """Write one seed's predictions (the first seed's also as the run's predictions/)."""
-        write_file(pred, storage.join(cfg.path("models", name, f"seed{k}"), "predictions", f"{tissue}.{name}.parquet"), model=name, tissue=tissue)
+    def keep(name: str, k: int, pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """One seed's predictions at ``scored`` -> per evaluated tissue, with that tissue's
+        measured beta; written per tissue (the first tissue's of seed 0 also as the run's predictions/)."""
+        per_tissue = {}
+        for t_name, t_sites in tests.items():
+            on = pred.drop(columns=[c for c in pred.columns if c in t_sites.columns and c not in ("chrom", "pos")])
+            on = t_sites.merge(on, on=["chrom", "pos"], how="inner")
+            write_file(on, storage.join(cfg.path("models", name, f"seed{k}"), "predictions", f"{t_name}.{name}.parquet"), model=name, tissue=t_name)
+            per_tissue[t_name] = on
         if k == 0:
-            write_predictions(cfg, pred, tissue, name)
-        return pred
+            write_predictions(cfg, per_tissue[tissue], tissue, name)
+        return per_tissue
 
-    preds, runs = {}, []  # model -> per-seed predictions at the test sites; per-seed run facts
+    preds, runs = {}, []  # model -> per seed {tissue: predictions at its test sites}; per-seed run facts
     for name in names:
         spec, mcfg = specs[name], cfg.model_copy(update={"model": model_config(name, cfg)})
         train = _capped(sites["train"], budget.train_cap(name))
@@ -197,6 +220,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
             run_facts = {
                 "compare_budget": budget.name, "n_train": len(train), "n_val": len(val), "max_epochs": epochs, "lr": learning_rate(train_cfg, name),
                 "batch_size": train_cfg.batch_size, "lr_schedule": train_cfg.lr_schedule, "rc_augment": train_cfg.rc_augment, "seed": k,
+                "init_from": init.get((name, k)),
             }
             if _checkpoint_current(ckpt_dir, run_facts):
                 meta = checkpoint.read_meta(ckpt_dir)
@@ -207,7 +231,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
                     WindowRows.from_frame(val),
                     reference=cfg.reference,
                     meta=checkpoint_meta(mcfg, spec, tissue=tissue, **run_facts),
-                    train_cfg=train_cfg.model_copy(update={"seed": k}),
+                    train_cfg=train_cfg.model_copy(update={"seed": k, "init_from": init.get((name, k))}),
                     name=f"{cfg.run_name}-compare-{name}-seed{k}",
                     storage_path=cfg.path("ray_train"),
                     checkpoint_dir=ckpt_dir,
@@ -215,40 +239,34 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
                 meta = checkpoint.read_meta(ckpt_dir).model_copy(update={"train_seconds": res.seconds, "epochs_run": len(res.history)})
                 checkpoint.write_meta(ckpt_dir, meta)
             t = time.perf_counter()
-            pred = keep(name, k, sort_sites(predict_dataset(ray.data.from_pandas(test), cfg, ckpt_dir).to_pandas(), order))
+            pred = keep(name, k, sort_sites(predict_dataset(ray.data.from_pandas(scored), cfg, ckpt_dir).to_pandas(), order))
             preds[name].append(pred)
             runs.append({**_run_row(name, spec, meta, len(train), time.perf_counter() - t), "seed": k})
-            auroc = metric_rows(pred, name, tissue)["auroc"].iloc[0]
+            auroc = metric_rows(pred[tissue], name, tissue)["auroc"].iloc[0]
             log.info(f"compare {name} seed {k}: {len(train):,} train sites, {meta.epochs_run or '?'} epochs, best val MSE {meta.val_loss if meta.val_loss is not None else float('nan'):.4f}; AUROC {auroc:.3f}")
 
     base_spec = specs[names[0]]
     base_train = _capped(sites["train"], budget.train_cap(names[0]))
     for name, n_seeds, fit_predict, n_params in (
-        (baseline.NAME, 1, lambda k: baseline.fit_predict(base_train, test, cfg.reference, base_spec), 3),
-        (baseline.GBM_NAME, seeds, lambda k: baseline.fit_predict_gbm(base_train, val, test, cfg.reference, cfg.cpg_islands, seed=k), np.nan),
+        (baseline.NAME, 1, lambda k: baseline.fit_predict(base_train, scored, cfg.reference, base_spec), 3),
+        (baseline.GBM_NAME, seeds, lambda k: baseline.fit_predict_gbm(base_train, val, scored, cfg.reference, cfg.cpg_islands, seed=k), np.nan),
     ):
         preds[name] = []
         for k in range(n_seeds):
             t = time.perf_counter()
-            preds[name].append(keep(name, k, test.assign(beta_pred=fit_predict(k))))
+            preds[name].append(keep(name, k, scored.assign(beta_pred=fit_predict(k))))
             window = _window_label(base_spec) if name == baseline.NAME else "composition"
             runs.append({"model": name, "window": window, "parameters": n_params, "train_sites": len(base_train), "epochs": np.nan,
                          "train_s": time.perf_counter() - t, "score_s": np.nan, "seed": k})
-        log.info(f"compare {name}: AUROC {metric_rows(preds[name][0], name, tissue)['auroc'].iloc[0]:.3f} (seed 0)")
+        log.info(f"compare {name}: AUROC {metric_rows(preds[name][0][tissue], name, tissue)['auroc'].iloc[0]:.3f} (seed 0)")
 
-    # Every evaluated tissue: the first (the models' own) and, cross-tissue, each further one's
-    # measured beta at the first tissue's test sites (the split regions are shared by all
-    # tissues of the CpG table: prepare plans them on the union of the tissues' sites).
     regions = bootstrap.read_split_regions(cfg.path("split_regions.tsv"))
-    evaluated = {tissue: None}
-    for other in cfg.tissues[1:]:
-        evaluated[other.name] = read_sites(cfg.sites_table, tissue=other.name, columns=["chrom", "pos", "beta"])
     frames, intervals = [], []
     for name, per_seed in preds.items():
-        for t_name, measured in evaluated.items():
-            on = per_seed if measured is None else [p.drop(columns="beta").merge(measured, on=["chrom", "pos"], how="inner") for p in per_seed]
+        for t_name in tests:
+            on = [p[t_name] for p in per_seed]
             if len(on[0]) == 0:
-                log.warning(f"compare: no {t_name} measurements at the {tissue} test sites; no {t_name} rows")
+                log.warning(f"compare: {t_name} has no test sites; no {t_name} rows")
                 continue
             frames += [metric_rows(p, name, t_name).assign(seed=k) for k, p in enumerate(on)]
             intervals.append(bootstrap.seed_interval_rows(on, regions, name, t_name))
@@ -258,11 +276,38 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     write_table(intervals, cfg.path("comparison_intervals"), [interval_line])
     write_table(tidy, cfg.path("comparison_metrics"))
     table = comparison_table(tidy, pd.DataFrame(runs), intervals)
-    cross = f"; tissue = tissue evaluated (models trained on {tissue}; other tissues at the {tissue} test sites)" if len(evaluated) > 1 else ""
+    cross = f"; tissue = tissue evaluated (models trained on {tissue}; other tissues at their own test sites)" if len(tests) > 1 else ""
+    if init_from:
+        cross += f"; models fine-tuned from {init_from}"
     header = f"methray compare, {tissue}, {cfg.genome}; {budget_line}; seeds 0..{seeds - 1}: mean and sd over seeds (cpg_density: one fit); {interval_line}{cross}"
     write_comparison(table, cfg.path("comparison"), header)
     log.info(f"compare: {cfg.path('comparison.tsv')} and comparison.md ({time.perf_counter() - t0:.0f} s)")
     return table
+
+
+def _init_checkpoints(init_from: str | None, cfg: RunConfig, names: list[str], seeds: int, specs: dict, check) -> dict:
+    """``(model, seed) -> checkpoint`` to fine-tune from, checked before anything is trained.
+
+    Raises :class:`MethrayError` when the ``init_from`` run's hold-out regions are not this
+    run's (its training regions could hold this run's test sites) or a checkpoint is missing
+    or of another model."""
+    if init_from is None:
+        return {}
+    theirs, ours = storage.join(init_from, "split_regions.tsv"), cfg.path("split_regions.tsv")
+    if not storage.exists(theirs):
+        raise MethrayError(f"{init_from}: --init-from expects a `methray compare` output folder (no split_regions.tsv)")
+    a, b = (bootstrap.read_split_regions(p) for p in (theirs, ours))
+    if not a.reset_index(drop=True).equals(b.reset_index(drop=True)):
+        raise MethrayError(f"{theirs}: --init-from run has other hold-out regions than {ours}; fine-tune only from a run on the same CpG table (its training regions could hold this run's test sites)")
+    found = {}
+    for name in names:
+        for k in range(seeds):
+            path = storage.join(init_from, "models", name, f"seed{k}", "checkpoint")
+            if not storage.exists(storage.join(path, "meta.json")):
+                raise MethrayError(f"{path}: --init-from run has no {name} checkpoint for seed {k}")
+            check(path, name, specs[name])
+            found[(name, k)] = path
+    return found
 
 
 def _window_label(spec) -> str:

@@ -90,6 +90,9 @@ class TrainConfig(Section):
         "cosine", description="cosine: 5% linear warmup, then cosine decay to 0 over the epoch budget; plateau: halve after an epoch without a better validation loss"
     )
     seed: int = Field(0, description="initial weights, epoch shuffles, dropout and RC draws: the same seed gives the same model on CPU")
+    init_from: str | None = Field(
+        None, description="fine-tuning: a methray checkpoint (local or s3://) of the same model and window whose weights start training instead of random ones"
+    )
 
 
 class ScoreConfig(Section):

@@ -17,6 +17,8 @@
   is built), the epoch shuffles and each epoch's dropout / RC draws, so the same seed gives
   the same model on CPU. Learning rate: Adam with ``train.lr_schedule``
   (:func:`lr_scheduler`; cosine with warmup by default), whose state is checkpointed.
+- Fine-tuning (``train.init_from``): the weights of a trained checkpoint of the same model
+  replace the random ones before the first epoch (:func:`check_init_from`, in the driver).
 - Fault tolerance: ``FailureConfig(max_failures=train.max_failures)``; a restarted worker
   group resumes from the latest checkpoint (:func:`ray.train.get_checkpoint`), and a rerun
   with the same run directory resumes an unfinished run or reports a finished one. Checkpoint
@@ -314,6 +316,8 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])  # the initial weights (DDP copies rank 0's to every worker)
     model = models.build(config["model"], window_length=config["window_length"], n_outputs=config["n_outputs"], **config["params"])
+    if config["init_from"]:  # fine-tuning (checked in the driver by check_init_from)
+        model.load_state_dict(ckpt.load(config["init_from"])[0].state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     spec = WindowSpec(config["window_length"], config["exclude_cpg"])
     task, reference, batch_size = config["task"], config["reference"], config["batch_size"]
@@ -580,6 +584,7 @@ def fit(
         "patience": train_cfg.patience,
         "rc_augment": train_cfg.rc_augment,
         "seed": train_cfg.seed,
+        "init_from": train_cfg.init_from,
         "threads": max(1, int(train_cfg.cpus_per_worker)),
         "meta": meta,
     }
@@ -702,16 +707,42 @@ def train(cfg: RunConfig) -> TrainResult:
         keep = np.random.default_rng(cfg.train.seed).choice(len(train_df), cfg.train.max_train_sites, replace=False)
         train_df = train_df.iloc[np.sort(keep)]
     val_df = read_sites(cfg.sites_table, tissue=tissue, split="val", columns=cols)
+    check_init_from(cfg.train.init_from, cfg.model.name, spec)
     return fit(
         WindowRows.from_frame(train_df),
         WindowRows.from_frame(val_df),
         reference=cfg.reference,
-        meta=checkpoint_meta(cfg, spec, tissue=tissue),
+        meta=checkpoint_meta(cfg, spec, tissue=tissue, init_from=cfg.train.init_from),
         train_cfg=cfg.train,
         name=f"{cfg.run_name}-{cfg.model.name}",
         storage_path=cfg.path("ray_train"),
         checkpoint_dir=cfg.checkpoint_dir,
     )
+
+
+def check_init_from(path: str | None, model: str, spec: WindowSpec) -> None:
+    """Check, in the driver, that ``train.init_from`` holds weights the model can start from.
+
+    Fine-tuning starts from a trained checkpoint instead of random weights (e.g. a model
+    trained on IMR90 adapted to saliva, :mod:`methray.compare` ``init_from``); the model,
+    its window and its parameters must be the same.
+
+    Raises
+    ------
+    MethrayError
+        ``path`` has no checkpoint, or one of another model, window or shape.
+    """
+    from .errors import MethrayError
+
+    if path is None:
+        return
+    meta = ckpt.read_meta(path)
+    if (meta.model, meta.window_length, meta.exclude_cpg) != (model, spec.length, spec.exclude_cpg):
+        raise MethrayError(f"{path}: train.init_from holds {meta.model} ({meta.window_length} bp); expected {model} ({spec.length} bp) to fine-tune")
+    try:
+        ckpt.load(path)
+    except RuntimeError:  # load_state_dict: weights of another shape (e.g. an older version of the model)
+        raise MethrayError(f"{path}: train.init_from weights do not fit {model} as built now (other parameters or an older version)") from None
 
 
 def history_path(checkpoint_dir: str) -> str:

@@ -35,3 +35,25 @@ def test_unknown_keys_are_kept_and_missing_ones_named(tmp_path):
         checkpoint.read_meta(str(tmp_path))
     with pytest.raises(MethrayError, match="not a methray checkpoint"):
         checkpoint.read_meta(str(tmp_path / "nothing"))
+
+
+def test_init_from_refuses_another_model_window_or_shape(tmp_path):
+    """train.init_from (fine-tuning) is checked in the driver, with one line per mistake."""
+    from methray.train import check_init_from
+
+    meta = CheckpointMeta(model="cnn_baseline", task="methylation", window_length=400, exclude_cpg=True, n_outputs=1)
+    good = tmp_path / "good"
+    checkpoint.save(good, models.build("cnn_baseline", window_length=400, n_outputs=1), meta)
+    check_init_from(str(good), "cnn_baseline", WindowSpec(400, True))
+    check_init_from(None, "mrcnn", WindowSpec(400, True))  # not fine-tuning
+    with pytest.raises(MethrayError, match="holds cnn_baseline \\(400 bp\\); expected mrcnn"):
+        check_init_from(str(good), "mrcnn", WindowSpec(400, True))
+    with pytest.raises(MethrayError, match="expected cnn_baseline \\(1001 bp\\)"):
+        check_init_from(str(good), "cnn_baseline", WindowSpec(1001, False))
+    weights = torch.load(good / "model.pt", weights_only=True)
+    weights.pop(next(iter(weights)))
+    torch.save(weights, good / "model.pt")
+    with pytest.raises(MethrayError, match="weights do not fit cnn_baseline"):
+        check_init_from(str(good), "cnn_baseline", WindowSpec(400, True))
+    with pytest.raises(MethrayError):
+        check_init_from(str(tmp_path / "missing"), "cnn_baseline", WindowSpec(400, True))

@@ -105,19 +105,27 @@ def test_every_model_and_seed_scored_on_the_same_held_out_sites(comparison):
     assert len(tidy) == 3 * 2 * (len(MODELS) * SEEDS + 1 + SEEDS)  # subsets x tissues x runs
 
 
-def test_cross_tissue_rows_use_saliva_betas_at_the_imr90_test_sites(comparison):
+def test_cross_tissue_rows_use_saliva_betas_at_the_saliva_test_sites(comparison):
     cfg, table = comparison
     from methray.sites import read_sites
 
-    saliva = read_sites(cfg.sites_table, tissue="saliva", columns=["chrom", "pos", "beta"])
-    pred = pd.read_parquet(cfg.path("models", "cnn_baseline", "seed1", "predictions", "imr90.cnn_baseline.parquet"))
-    both = pred.drop(columns="beta").merge(saliva.astype({"chrom": str}), on=["chrom", "pos"])
-    assert 20 < len(both) < len(pred)  # saliva measures part of the IMR90 test sites
+    saliva = read_sites(cfg.sites_table, tissue="saliva", split="test", columns=["chrom", "pos", "beta"])
+    imr90 = pd.read_parquet(cfg.path("models", "cnn_baseline", "seed1", "predictions", "imr90.cnn_baseline.parquet"))
+    pred = pd.read_parquet(cfg.path("models", "cnn_baseline", "seed1", "predictions", "saliva.cnn_baseline.parquet"))
+    # every saliva test site (the hold-out regions are shared), with saliva's measured beta
+    assert sorted(pred["pos"]) == sorted(saliva["pos"]) and len(pred) > 100
+    own = pred.merge(saliva.astype({"chrom": str}), on=["chrom", "pos"])
+    np.testing.assert_array_equal(own["beta_x"], own["beta_y"])
+    shared = pred.merge(imr90, on=["chrom", "pos"], suffixes=("_saliva", "_imr90"))
+    assert 20 < len(shared) < len(pred)  # partly the IMR90 test sites: the same prediction there
+    np.testing.assert_allclose(shared["beta_pred_saliva"], shared["beta_pred_imr90"], atol=1e-6)
+    assert not np.allclose(shared["beta_saliva"], shared["beta_imr90"])
     rows = table.set_index(["model", "tissue"])
-    assert rows.loc[("cnn_baseline", "saliva"), "n"] == len(both)
+    assert rows.loc[("cnn_baseline", "saliva"), "n"] == len(pred)
+    assert rows.loc[("composition_gbm", "saliva"), "n"] == len(pred)
     tidy = pd.read_csv(cfg.path("comparison_metrics.tsv"), sep="\t")
     mine = tidy[(tidy["model"] == "cnn_baseline") & (tidy["tissue"] == "saliva") & (tidy["subset"] == "all") & (tidy["seed"] == 1)]
-    rmse = np.sqrt(np.mean((both["beta"] - both["beta_pred"]) ** 2))
+    rmse = np.sqrt(np.mean((pred["beta"] - pred["beta_pred"]) ** 2))
     assert mine["rmse"].item() == pytest.approx(rmse, abs=1e-4)
     assert rows.loc[("cnn_baseline", "saliva"), "rmse"] != pytest.approx(rows.loc[("cnn_baseline", "imr90"), "rmse"])
     _, intervals = read_comparison(cfg.path("comparison_intervals.tsv"))
@@ -162,6 +170,33 @@ def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, capl
     assert "compare deepcpg_dna seed 0: reusing" in caplog.text and "compare deepcpg_dna seed 1: reusing" not in caplog.text
     assert model_pt[0].stat().st_mtime_ns == before[0] and model_pt[1].stat().st_mtime_ns != before[1]
     checkpoint.load(str(model_pt[1].parent))  # complete again
+
+
+def test_fine_tuning_starts_from_the_other_tissues_checkpoints(comparison, imr90_slice, saliva_slice, tmp_path):
+    """Saliva first, on the same hold-out regions, each seed from the IMR90 run's weights (a
+    learning rate of 1e-9 keeps the fine-tuned weights where they started)."""
+    import torch
+
+    cfg, _ = comparison
+    tissues = [{"name": "saliva", "path": str(saliva_slice), "format": "bedgraph"}, {"name": "imr90", "path": str(imr90_slice)}]
+    tuned = load_config(data=slice_config(tmp_path / "tuned", imr90_slice, tissues=tissues, train={"batch_size": 32, "lr": 1e-9}))
+    table = compare(tuned, names=["cnn_baseline"], budget=TINY, seeds=SEEDS, init_from=cfg.out_dir)
+    assert pd.read_csv(tuned.path("split_regions.tsv"), sep="\t").equals(pd.read_csv(cfg.path("split_regions.tsv"), sep="\t"))
+    assert set(table["tissue"]) == {"saliva", "imr90"}
+    for k in range(SEEDS):
+        start = cfg.path("models", "cnn_baseline", f"seed{k}", "checkpoint")
+        model, meta = checkpoint.load(tuned.path("models", "cnn_baseline", f"seed{k}", "checkpoint"))
+        assert meta.init_from == start and meta.tissue == "saliva"
+        init = checkpoint.load(start)[0].state_dict()
+        torch.manual_seed(k)
+        fresh = CNNBaseline().state_dict()  # where training from random weights starts
+        assert max(float((w - init[n]).abs().max()) for n, w in model.state_dict().items()) < 1e-6
+        assert sum(float((w - init[n]).norm()) for n, w in fresh.items()) > 1
+    with pytest.raises(MethrayError, match="has no mrcnn checkpoint for seed 0"):
+        compare(tuned, names=["mrcnn"], budget=TINY, seeds=1, init_from=cfg.out_dir)
+    other = load_config(data=slice_config(tmp_path / "other", imr90_slice, split={"n_blocks": 4, "gap_bp": 1001}))
+    with pytest.raises(MethrayError, match="other hold-out regions"):
+        compare(other, names=["cnn_baseline"], budget=TINY, seeds=1, init_from=cfg.out_dir)
 
 
 def test_gap_smaller_than_the_widest_window_is_refused(tmp_path, imr90_slice):
