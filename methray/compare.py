@@ -162,7 +162,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     from .score import predict_dataset
     from .sites import read_sites
     from .tracks import sort_sites
-    from .train import check_init_from, checkpoint_meta, fit, learning_rate, model_window
+    from .train import checkpoint_meta, fit, learning_rate, model_window
     from .windows import WindowRows
 
     names = list(names)
@@ -179,7 +179,7 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         log.info(f"compare: reusing the CpG table {cfg.sites_table} (delete it to prepare again)")
     else:
         run_prepare(cfg)
-    init = _init_checkpoints(init_from, cfg, names, seeds, specs, check_init_from)
+    init = _init_checkpoints(init_from, cfg, names, seeds, specs)
     start_ray(cfg)
     log.info(f"compare: {budget_line}; seeds 0..{seeds - 1}" + (f"; fine-tuned from {init_from}" if init_from else ""))
 
@@ -285,12 +285,14 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     return table
 
 
-def _init_checkpoints(init_from: str | None, cfg: RunConfig, names: list[str], seeds: int, specs: dict, check) -> dict:
+def _init_checkpoints(init_from: str | None, cfg: RunConfig, names: list[str], seeds: int, specs: dict) -> dict:
     """``(model, seed) -> checkpoint`` to fine-tune from, checked before anything is trained.
 
     Raises :class:`MethrayError` when the ``init_from`` run's hold-out regions are not this
     run's (its training regions could hold this run's test sites) or a checkpoint is missing
     or of another model."""
+    from .train import check_init_from
+
     if init_from is None:
         return {}
     theirs, ours = storage.join(init_from, "split_regions.tsv"), cfg.path("split_regions.tsv")
@@ -305,7 +307,7 @@ def _init_checkpoints(init_from: str | None, cfg: RunConfig, names: list[str], s
             path = storage.join(init_from, "models", name, f"seed{k}", "checkpoint")
             if not storage.exists(storage.join(path, "meta.json")):
                 raise MethrayError(f"{path}: --init-from run has no {name} checkpoint for seed {k}")
-            check(path, name, specs[name])
+            check_init_from(path, name, specs[name])
             found[(name, k)] = path
     return found
 
