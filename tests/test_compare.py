@@ -151,13 +151,13 @@ def test_checkpoint_reloads_and_predictor_reproduces_the_scores(comparison):
 def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, caplog):
     cfg, table = comparison
     caplog.set_level(logging.INFO, logger="methray")
-    model_pt = [Path(cfg.path("models", "deepcpg_dna", f"seed{k}", "checkpoint", "model.pt")) for k in range(SEEDS)]
+    model_pt = [Path(cfg.path("models", "cnn_baseline", f"seed{k}", "checkpoint", "model.pt")) for k in range(SEEDS)]
     before = [p.stat().st_mtime_ns for p in model_pt]
-    again = compare(cfg, names=["deepcpg_dna"], budget=TINY, seeds=SEEDS)
-    assert "compare deepcpg_dna seed 0: reusing" in caplog.text and "compare deepcpg_dna seed 1: reusing" in caplog.text
+    again = compare(cfg, names=["cnn_baseline"], budget=TINY, seeds=SEEDS)
+    assert "compare cnn_baseline seed 0: reusing" in caplog.text and "compare cnn_baseline seed 1: reusing" in caplog.text
     assert [p.stat().st_mtime_ns for p in model_pt] == before
-    first = table.set_index(["model", "tissue"]).loc[("deepcpg_dna", "imr90"), "auroc"]
-    assert again.set_index(["model", "tissue"]).loc[("deepcpg_dna", "imr90"), "auroc"] == pytest.approx(first)
+    first = table.set_index(["model", "tissue"]).loc[("cnn_baseline", "imr90"), "auroc"]
+    assert again.set_index(["model", "tissue"]).loc[("cnn_baseline", "imr90"), "auroc"] == pytest.approx(first)
     # Weights that no longer fit the model as built now (a layer changed under the same name):
     # seed 1 is trained again, seed 0 still reused.
     import torch
@@ -166,8 +166,8 @@ def test_rerun_reuses_checkpoints_trained_under_the_same_budget(comparison, capl
     weights.pop(next(iter(weights)))
     torch.save(weights, model_pt[1])
     caplog.clear()
-    compare(cfg, names=["deepcpg_dna"], budget=TINY, seeds=SEEDS)
-    assert "compare deepcpg_dna seed 0: reusing" in caplog.text and "compare deepcpg_dna seed 1: reusing" not in caplog.text
+    compare(cfg, names=["cnn_baseline"], budget=TINY, seeds=SEEDS)
+    assert "compare cnn_baseline seed 0: reusing" in caplog.text and "compare cnn_baseline seed 1: reusing" not in caplog.text
     assert model_pt[0].stat().st_mtime_ns == before[0] and model_pt[1].stat().st_mtime_ns != before[1]
     checkpoint.load(str(model_pt[1].parent))  # complete again
 
