@@ -740,9 +740,11 @@ def check_init_from(path: str | None, model: str, spec: WindowSpec) -> None:
     if (meta.model, meta.window_length, meta.exclude_cpg) != (model, spec.length, spec.exclude_cpg):
         raise MethrayError(f"{path}: train.init_from holds {meta.model} ({meta.window_length} bp); expected {model} ({spec.length} bp) to fine-tune")
     try:
-        ckpt.load(path)
-    except RuntimeError:  # load_state_dict: weights of another shape (e.g. an older version of the model)
-        raise MethrayError(f"{path}: train.init_from weights do not fit {model} as built now (other parameters or an older version)") from None
+        ckpt.check_loads(path)
+    except MethrayError as exc:
+        if isinstance(exc.__cause__, RuntimeError):  # load_state_dict: weights of another shape (e.g. an older version of the model)
+            raise MethrayError(f"{path}: train.init_from weights do not fit {model} as built now (other parameters or an older version)") from None
+        raise
 
 
 def history_path(checkpoint_dir: str) -> str:

@@ -55,5 +55,8 @@ def test_init_from_refuses_another_model_window_or_shape(tmp_path):
     torch.save(weights, good / "model.pt")
     with pytest.raises(MethrayError, match="weights do not fit cnn_baseline"):
         check_init_from(str(good), "cnn_baseline", WindowSpec(400, True))
+    (good / "model.pt").write_bytes(b"not a torch file")
+    with pytest.raises(MethrayError, match="cannot load the checkpoint|weights do not fit"):
+        check_init_from(str(good), "cnn_baseline", WindowSpec(400, True))
     with pytest.raises(MethrayError):
         check_init_from(str(tmp_path / "missing"), "cnn_baseline", WindowSpec(400, True))
