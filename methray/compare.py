@@ -174,12 +174,14 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
         raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the widest window ({widest} bp): train and test windows could overlap")
     budget_line = budget.describe(names)
     t0 = time.perf_counter()
+    init, same_regions = _init_checkpoints(init_from, names, seeds, specs)
     start_run(cfg, with_ray=False)
     if storage.exists(cfg.sites_table):
         log.info(f"compare: reusing the CpG table {cfg.sites_table} (delete it to prepare again)")
+        if same_regions is not None:
+            same_regions(bootstrap.read_split_regions(cfg.path("split_regions.tsv")))
     else:
-        run_prepare(cfg)
-    init = _init_checkpoints(init_from, cfg, names, seeds, specs)
+        run_prepare(cfg, check_regions=same_regions)  # checked before the table is written
     start_ray(cfg)
     log.info(f"compare: {budget_line}; seeds 0..{seeds - 1}" + (f"; fine-tuned from {init_from}" if init_from else ""))
 
@@ -285,22 +287,27 @@ def compare(cfg: RunConfig, *, names: list[str] | tuple[str, ...] = MODELS, budg
     return table
 
 
-def _init_checkpoints(init_from: str | None, cfg: RunConfig, names: list[str], seeds: int, specs: dict) -> dict:
-    """``(model, seed) -> checkpoint`` to fine-tune from, checked before anything is trained.
+def _init_checkpoints(init_from: str | None, names: list[str], seeds: int, specs: dict) -> tuple[dict, object]:
+    """The checkpoints to fine-tune from, checked before anything is written or trained.
 
-    Raises :class:`MethrayError` when the ``init_from`` run's hold-out regions are not this
-    run's (its training regions could hold this run's test sites) or a checkpoint is missing
-    or of another model."""
+    Returns ``(model, seed) -> checkpoint`` and a check of this run's hold-out regions
+    (``regions -> None``, raising :class:`MethrayError` when they are not the ``init_from``
+    run's: its training regions could hold this run's test sites); ``({}, None)`` without
+    ``init_from``. Raises :class:`MethrayError` for a folder that is not a comparison or a
+    checkpoint that is missing or of another model."""
     from .train import check_init_from
 
     if init_from is None:
-        return {}
-    theirs, ours = storage.join(init_from, "split_regions.tsv"), cfg.path("split_regions.tsv")
+        return {}, None
+    theirs = storage.join(init_from, "split_regions.tsv")
     if not storage.exists(theirs):
         raise MethrayError(f"{init_from}: --init-from expects a `methray compare` output folder (no split_regions.tsv)")
-    a, b = (bootstrap.read_split_regions(p) for p in (theirs, ours))
-    if not a.reset_index(drop=True).equals(b.reset_index(drop=True)):
-        raise MethrayError(f"{theirs}: --init-from run has other hold-out regions than {ours}; fine-tune only from a run on the same CpG table (its training regions could hold this run's test sites)")
+    expected = bootstrap.read_split_regions(theirs).to_csv(sep="\t", index=False)
+
+    def same_regions(regions: pd.DataFrame) -> None:
+        if regions.to_csv(sep="\t", index=False) != expected:
+            raise MethrayError(f"{theirs}: --init-from run has other hold-out regions than this run's; fine-tune only from a run on the same CpG table (its training regions could hold this run's test sites)")
+
     found = {}
     for name in names:
         for k in range(seeds):
@@ -309,7 +316,7 @@ def _init_checkpoints(init_from: str | None, cfg: RunConfig, names: list[str], s
                 raise MethrayError(f"{path}: --init-from run has no {name} checkpoint for seed {k}")
             check_init_from(path, name, specs[name])
             found[(name, k)] = path
-    return found
+    return found, same_regions
 
 
 def _window_label(spec) -> str:

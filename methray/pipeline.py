@@ -20,12 +20,13 @@ from .run import start_ray, start_run
 log = logging.getLogger(__name__)
 
 
-def run_prepare(cfg: RunConfig) -> None:
-    """Prepare the measured-sites table; log each tissue's counts."""
+def run_prepare(cfg: RunConfig, check_regions=None) -> None:
+    """Prepare the measured-sites table; log each tissue's counts (``check_regions``: see
+    :func:`methray.prepare.prepare`)."""
     from .prepare import prepare
 
     t = time.perf_counter()
-    reports = prepare(cfg)
+    reports = prepare(cfg, check_regions=check_regions)
     for r in reports:
         log.info(
             f"prepare {r.tissue}: {r.reading_summary()}; "

@@ -221,7 +221,7 @@ def _read_part(parts: str, index: int, chrom: str, columns: list[str] | None = N
     return pq.read_table(path, filesystem=fs, columns=columns).to_pandas()
 
 
-def prepare(cfg: RunConfig, chunk_rows: int | None = None) -> list[TissueCounts]:
+def prepare(cfg: RunConfig, chunk_rows: int | None = None, check_regions=None) -> list[TissueCounts]:
     """Run the prepare stage for every tissue of ``cfg`` and write the CpG table.
 
     Each tissue's file is streamed into per-contig parts (:func:`write_tissue_parts`; one Ray
@@ -237,6 +237,10 @@ def prepare(cfg: RunConfig, chunk_rows: int | None = None) -> list[TissueCounts]
         The run's configuration.
     chunk_rows
         Rows per chunk read from each file (default :data:`methray.io.text.CHUNK_ROWS`).
+    check_regions
+        ``check_regions(regions)``, called with the planned hold-out regions (``chrom, start,
+        end, split``) before anything is written; it raises :class:`MethrayError` to stop
+        (e.g. ``methray compare --init-from`` requires the regions of an earlier run).
 
     Returns
     -------
@@ -284,6 +288,8 @@ def prepare(cfg: RunConfig, chunk_rows: int | None = None) -> list[TissueCounts]
 
         distinct = {c: rows[0][c] for c in chroms} if len(rows) == 1 else {c: len(positions(c)) for c in chroms}
         regions = splitting.plan_regions_by_chrom(distinct, positions, ref.chroms, ref.sizes, cfg.split)
+        if check_regions is not None:
+            check_regions(regions)
         for counts in reports:
             counts.split = dict.fromkeys(splitting.SPLITS, 0)
         with SitesWriter(cfg.sites_table, cfg.prepare.rows_per_file) as writer:

@@ -196,6 +196,13 @@ def test_fine_tuning_starts_from_the_other_tissues_checkpoints(comparison, imr90
     other = load_config(data=slice_config(tmp_path / "other", imr90_slice, split={"n_blocks": 4, "gap_bp": 1001}))
     with pytest.raises(MethrayError, match="other hold-out regions"):
         compare(other, names=["cnn_baseline"], budget=TINY, seeds=1, init_from=cfg.out_dir)
+    assert not (tmp_path / "other" / "cpg_table").exists()  # refused before the table was written
+    from methray.pipeline import run_prepare
+
+    run_prepare(other)  # a table of its own already there: refused as well
+    with pytest.raises(MethrayError, match="other hold-out regions"):
+        compare(other, names=["cnn_baseline"], budget=TINY, seeds=1, init_from=cfg.out_dir)
+    assert not (tmp_path / "other" / "models").exists()
 
 
 def test_gap_smaller_than_the_widest_window_is_refused(tmp_path, imr90_slice):
