@@ -137,10 +137,12 @@ def score(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
 
 @app.command()
 def evaluate(config: ConfigOpt, set: SetOpt = None, out: OutOpt = None):
-    """Fit the CpG-density baseline and write the metric table (metrics.tsv / .parquet)."""
-    from .pipeline import run_evaluate, summary
+    """Fit both baselines and write the metric table (metrics.tsv / .parquet) and its intervals."""
+    from .pipeline import read_intervals, run_evaluate, summary
 
-    typer.echo(summary(_stage(_config(config, set, out), run_evaluate, with_ray=False)))
+    cfg = _config(config, set, out)
+    table = _stage(cfg, run_evaluate, with_ray=False)
+    typer.echo(summary(table, read_intervals(cfg)))
 
 
 @app.command()

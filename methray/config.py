@@ -82,7 +82,7 @@ class TrainConfig(Section):
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1, gt=0)
     use_gpu: bool | Literal["auto"] = "auto"
-    max_train_sites: int | None = Field(None, ge=1, description="cap on training sites (evenly spaced), for quick runs")
+    max_train_sites: int | None = Field(None, ge=1, description="cap on training sites (a fixed random subset, the same for every seed; budget.cap_rows), for quick runs")
     shuffle_buffer: int = Field(20000, ge=0, description="ignored since training shuffles all sites globally each epoch; kept so older configs load")
     max_failures: int = Field(3, ge=-1, description="Ray Train FailureConfig: worker-group restarts from the latest checkpoint (-1 = unlimited)")
     rc_augment: bool = Field(False, description="train on a random half of windows reverse-complemented")
@@ -90,6 +90,7 @@ class TrainConfig(Section):
         "cosine", description="cosine: 5% linear warmup, then cosine decay to 0 over the epoch budget; plateau: halve after an epoch without a better validation loss"
     )
     seed: int = Field(0, description="initial weights, epoch shuffles, dropout and RC draws: the same seed gives the same model on CPU")
+    seeds: int = Field(1, ge=1, description="train with seeds seed .. seed + seeds - 1 (the first is the run's checkpoint); metrics report mean, sd and interval over them")
     init_from: str | None = Field(
         None, description="fine-tuning: a methray checkpoint (local or s3://) of the same model and window whose weights start training instead of random ones"
     )
@@ -226,7 +227,23 @@ class RunConfig(JobConfig):
 
     @property
     def checkpoint_dir(self) -> str:
+        """The run's checkpoint: that of the first training seed (``train.seed``)."""
         return self.path("checkpoint")
+
+    @property
+    def train_seeds(self) -> list[int]:
+        """The training seeds: ``train.seed .. train.seed + train.seeds - 1``."""
+        return list(range(self.train.seed, self.train.seed + self.train.seeds))
+
+    def seed_dir(self, seed: int) -> str:
+        """Where a further seed's outputs go: ``seeds/seed<k>`` (``checkpoint/``,
+        ``train_history.tsv``, ``predictions/``); the first seed's are the run's own."""
+        return self.path("seeds", f"seed{seed}")
+
+    def checkpoint_of(self, seed: int) -> str:
+        """The checkpoint of training seed ``seed``: :attr:`checkpoint_dir` for ``train.seed``,
+        else ``seeds/seed<k>/checkpoint``."""
+        return self.checkpoint_dir if seed == self.train.seed else storage.join(self.seed_dir(seed), "checkpoint")
 
 
 def _set_dotted(data: dict, key: str, value) -> None:

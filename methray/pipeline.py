@@ -38,23 +38,29 @@ def run_prepare(cfg: RunConfig, check_regions=None) -> None:
 
 
 def run_train(cfg: RunConfig) -> None:
-    """Train the configured model (Ray must be started); write ``train_history.tsv``."""
+    """Train the configured model with each seed of ``train.seeds`` (Ray must be started);
+    write each seed's ``train_history.tsv`` beside its checkpoint."""
     from .train import train
 
-    res = train(cfg)
-    log.info(f"train: {res.n_train:,} train / {res.n_val:,} val sites; best val MSE {res.best_val_loss:.4f}; checkpoint {res.checkpoint_dir} ({res.seconds:.0f} s)")
+    for seed in cfg.train_seeds:
+        res = train(cfg, seed)
+        label = f" seed {seed}" if cfg.train.seeds > 1 else ""
+        log.info(f"train{label}: {res.n_train:,} train / {res.n_val:,} val sites; best val MSE {res.best_val_loss:.4f}; "
+                 f"checkpoint {res.checkpoint_dir} ({res.seconds:.0f} s)")
 
 
 def run_score(cfg: RunConfig) -> None:
-    """Score the held-out sites of every tissue (Ray must be started)."""
-    from .predictions import bedgraph_path
+    """Score the held-out sites of every tissue with each seed's checkpoint (Ray must be started)."""
+    from .predictions import bedgraph_path, predictions_path
     from .score import score
 
     t = time.perf_counter()
-    preds = score(cfg)
     model = read_meta(cfg.checkpoint_dir).model
-    for tissue, df in preds.items():
-        log.info(f"score {tissue}: {len(df):,} held-out CpGs -> {bedgraph_path(cfg, tissue, model)}")
+    for seed in cfg.train_seeds:
+        preds = score(cfg, seed=seed)
+        for tissue, df in preds.items():
+            where = bedgraph_path(cfg, tissue, model) if seed == cfg.train.seed else predictions_path(cfg, tissue, model, seed)
+            log.info(f"score {tissue}" + (f" seed {seed}" if cfg.train.seeds > 1 else "") + f": {len(df):,} held-out CpGs -> {where}")
     log.info(f"score: {time.perf_counter() - t:.1f} s")
 
 
@@ -68,13 +74,34 @@ def run_evaluate(cfg: RunConfig) -> pd.DataFrame:
     return table
 
 
-def summary(table: pd.DataFrame) -> str:
+def read_intervals(cfg: RunConfig) -> pd.DataFrame:
+    """The run's ``metric_intervals.tsv`` (written by :func:`run_evaluate`)."""
+    from .tables import read_result
+
+    return read_result(cfg.path("metric_intervals.tsv"))[1]
+
+
+def summary(table: pd.DataFrame, intervals: pd.DataFrame | None = None) -> str:
     """Headline held-out metrics (subset ``all``), one line per model and tissue: the model
-    and both baselines (``cpg_density``, ``composition_gbm``)."""
+    and both baselines (``cpg_density``, ``composition_gbm``).
+
+    A model trained with several seeds shows the mean over seeds (AUROC as ``mean ± sd``);
+    with ``intervals`` (``metric_intervals``) the AUROC's 95% block-bootstrap interval follows.
+    """
     rows = table[table["subset"] == "all"]
-    lines = ["held-out metrics (subset all):", f"  {'model':<17}{'tissue':<10}{'n':>8}{'AUROC':>8}{'AUPRC-u':>8}{'RMSE':>8}{'MAE':>8}{'r':>8}{'acc':>8}"]
-    for r in rows.itertuples():
-        lines.append(f"  {r.model:<17}{r.tissue:<10}{r.n:>8,}{r.auroc:>8.3f}{r.auprc_unmeth:>8.3f}{r.rmse:>8.3f}{r.mae:>8.3f}{r.pearson_r:>8.3f}{r.accuracy:>8.3f}")
+    seeds = rows.groupby(["model", "tissue"], sort=False)["seed"].count() if "seed" in rows else None
+    means = rows.drop(columns=["subset", "seed"], errors="ignore").groupby(["model", "tissue"], sort=False).mean(numeric_only=True)
+    sds = rows.drop(columns=["subset", "seed"], errors="ignore").groupby(["model", "tissue"], sort=False).std(numeric_only=True)
+    ci = intervals[intervals["metric"] == "auroc"].set_index(["model", "tissue"]) if intervals is not None else None
+    head = "held-out metrics (subset all" + ("; AUROC: mean ± sd over training seeds [95% interval, hold-out-block bootstrap]" if ci is not None else "") + "):"
+    lines = [head, f"  {'model':<17}{'tissue':<10}{'n':>8}{'seeds':>6}  {'AUROC':<29}{'AUPRC-u':>8}{'RMSE':>8}{'MAE':>8}{'r':>8}{'acc':>8}"]
+    for (model, tissue), m in means.iterrows():
+        n_seeds = int(seeds[(model, tissue)]) if seeds is not None else 1
+        auroc = f"{m.auroc:.3f}" + (f" ± {sds.loc[(model, tissue), 'auroc']:.3f}" if n_seeds > 1 else "")
+        if ci is not None and (model, tissue) in ci.index:
+            auroc += f" [{ci.loc[(model, tissue), 'lo']:.3f}, {ci.loc[(model, tissue), 'hi']:.3f}]"
+        lines.append(f"  {model:<17}{tissue:<10}{int(m.n):>8,}{n_seeds if n_seeds > 1 else '-':>6}  {auroc:<29}"
+                     f"{m.auprc_unmeth:>8.3f}{m.rmse:>8.3f}{m.mae:>8.3f}{m.pearson_r:>8.3f}{m.accuracy:>8.3f}")
     return "\n".join(lines)
 
 
@@ -87,6 +114,6 @@ def run_pipeline(cfg: RunConfig) -> pd.DataFrame:
     run_train(cfg)
     run_score(cfg)
     table = run_evaluate(cfg)
-    log.info(summary(table))
+    log.info(summary(table, read_intervals(cfg)))
     log.info(f"outputs in {cfg.out_dir} ({time.perf_counter() - t:.0f} s)")
     return table

@@ -98,8 +98,12 @@ def read_file(path: str) -> pd.DataFrame:
         return pq.read_table(fh, schema=SCHEMA).to_pandas()
 
 
-def predictions_path(cfg: RunConfig, tissue: str, model: str) -> str:
-    return cfg.path("predictions", f"{tissue}.{model}.parquet")
+def predictions_path(cfg: RunConfig, tissue: str, model: str, seed: int | None = None) -> str:
+    """``predictions/<tissue>.<model>.parquet``; for a further training seed ``seed`` (not
+    ``train.seed``) under its :meth:`~methray.config.RunConfig.seed_dir`."""
+    if seed is None or seed == cfg.train.seed:
+        return cfg.path("predictions", f"{tissue}.{model}.parquet")
+    return storage.join(cfg.seed_dir(seed), "predictions", f"{tissue}.{model}.parquet")
 
 
 def bedgraph_path(cfg: RunConfig, tissue: str, model: str) -> str:
@@ -121,9 +125,10 @@ def write_predictions(cfg: RunConfig, df: pd.DataFrame, tissue: str, model: str)
     )
 
 
-def read_predictions(cfg: RunConfig, tissue: str, model: str) -> pd.DataFrame:
-    """Read a prediction table written by :func:`write_predictions`."""
-    path = predictions_path(cfg, tissue, model)
+def read_predictions(cfg: RunConfig, tissue: str, model: str, seed: int | None = None) -> pd.DataFrame:
+    """Read a prediction table written by :func:`write_predictions` (or a further seed's,
+    :func:`predictions_path`)."""
+    path = predictions_path(cfg, tissue, model, seed)
     if not storage.exists(path):
         raise MethrayError(f"{path}: no predictions; run `methray score` first")
     return read_file(path)

@@ -21,7 +21,7 @@ from . import checkpoint as ckpt
 from . import tracks
 from .config import RunConfig
 from .errors import MethrayError
-from .predictions import write_predictions
+from .predictions import predictions_path, write_file, write_predictions
 from .predictor import Predictor
 from .sites import sites_dataset
 
@@ -44,7 +44,7 @@ def predict_dataset(ds: ray.data.Dataset, cfg: RunConfig, checkpoint_dir: str) -
     )
 
 
-def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = None) -> dict[str, pd.DataFrame]:
+def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = None, seed: int | None = None) -> dict[str, pd.DataFrame]:
     """Score the held-out CpGs of every tissue and write predictions and bedGraphs.
 
     Parameters
@@ -52,7 +52,11 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
     split
         Which split to score (``test`` by default; ``val`` or ``train`` for diagnostics).
     checkpoint_dir
-        Defaults to ``<out_dir>/checkpoint``.
+        Defaults to the checkpoint of ``seed``.
+    seed
+        A training seed of ``train.seeds`` (default ``train.seed``: the run's checkpoint,
+        predictions and bedGraphs). A further seed's predictions go to
+        ``seeds/seed<k>/predictions/`` (no bedGraph).
 
     Returns
     -------
@@ -61,7 +65,8 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
     """
     from .genome import open_reference
 
-    checkpoint_dir = checkpoint_dir or cfg.checkpoint_dir
+    seed = cfg.train.seed if seed is None else seed
+    checkpoint_dir = checkpoint_dir or cfg.checkpoint_of(seed)
     model = ckpt.read_meta(checkpoint_dir).model
     order = tracks.ordered_chroms(open_reference(cfg.reference).chroms, cfg.score.track_order)
     out = {}
@@ -71,6 +76,9 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
         if df.empty:
             raise MethrayError(f"no {split} sites for tissue {t.name!r} in {cfg.sites_table}")
         df = tracks.sort_sites(df, order)
-        write_predictions(cfg, df, t.name, model)
+        if seed == cfg.train.seed:
+            write_predictions(cfg, df, t.name, model)
+        else:
+            write_file(df, predictions_path(cfg, t.name, model, seed=seed), model=model, tissue=t.name)
         out[t.name] = df
     return out

@@ -680,8 +680,15 @@ def checkpoint_meta(cfg: RunConfig, spec: WindowSpec, **extra) -> ckpt.Checkpoin
     )
 
 
-def train(cfg: RunConfig) -> TrainResult:
+def train(cfg: RunConfig, seed: int | None = None) -> TrainResult:
     """Train ``cfg.model`` on the first tissue's CpG table and keep the best checkpoint.
+
+    Parameters
+    ----------
+    seed
+        Training seed (default ``train.seed``); its checkpoint is
+        :meth:`~methray.config.RunConfig.checkpoint_of` (the run's own for ``train.seed``).
+        With ``train.max_train_sites`` every seed trains on the same sites.
 
     Returns
     -------
@@ -693,8 +700,10 @@ def train(cfg: RunConfig) -> TrainResult:
     MethrayError
         Unknown model, a split gap smaller than the window, or no training / validation data.
     """
+    from .budget import cap_rows
     from .errors import MethrayError
 
+    seed = cfg.train.seed if seed is None else seed
     spec = model_window(cfg)
     if cfg.split.gap_bp < spec.length:
         raise MethrayError(f"split.gap_bp ({cfg.split.gap_bp}) is smaller than the {cfg.model.name} window ({spec.length} bp): train and test windows could overlap")
@@ -703,20 +712,18 @@ def train(cfg: RunConfig) -> TrainResult:
     tissue = cfg.tissues[0].name
     cols = ["chrom", "pos", "beta"]
     train_df = read_sites(cfg.sites_table, tissue=tissue, split="train", columns=cols)
-    if cfg.train.max_train_sites and len(train_df) > cfg.train.max_train_sites:
-        keep = np.random.default_rng(cfg.train.seed).choice(len(train_df), cfg.train.max_train_sites, replace=False)
-        train_df = train_df.iloc[np.sort(keep)]
+    train_df = train_df.iloc[cap_rows(np.arange(len(train_df)), cfg.train.max_train_sites)]
     val_df = read_sites(cfg.sites_table, tissue=tissue, split="val", columns=cols)
     check_init_from(cfg.train.init_from, cfg.model.name, spec)
     return fit(
         WindowRows.from_frame(train_df),
         WindowRows.from_frame(val_df),
         reference=cfg.reference,
-        meta=checkpoint_meta(cfg, spec, tissue=tissue, init_from=cfg.train.init_from),
-        train_cfg=cfg.train,
-        name=f"{cfg.run_name}-{cfg.model.name}",
+        meta=checkpoint_meta(cfg, spec, tissue=tissue, init_from=cfg.train.init_from, seed=seed),
+        train_cfg=cfg.train.model_copy(update={"seed": seed}),
+        name=f"{cfg.run_name}-{cfg.model.name}" + ("" if seed == cfg.train.seed else f"-seed{seed}"),
         storage_path=cfg.path("ray_train"),
-        checkpoint_dir=cfg.checkpoint_dir,
+        checkpoint_dir=cfg.checkpoint_of(seed),
     )
 
 
