@@ -107,7 +107,7 @@ def test_same_seed_gives_identical_losses_predictions_and_metrics(ray_session, t
     cfg = load_config(data=slice_config(tmp_path / "run", IMR90))
     meta = ckpt.CheckpointMeta(model="mrcnn", task="methylation", window_length=400, exclude_cpg=True, n_outputs=1)
     runs = {}
-    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+    for label, seed in (("a", 0), ("b", 0)):  # another seed gives another model: tests/test_pipeline.py (train.seeds)
         train_cfg = TrainConfig(epochs=2, batch_size=32, num_workers=1, use_gpu=False, patience=5, seed=seed, rc_augment=True)
         res = fit(WindowRows.from_frame(train), WindowRows.from_frame(val), reference=str(FASTA), meta=meta, train_cfg=train_cfg,
                   name=f"seed{seed}", storage_path=str(tmp_path / label / "ray_train"), checkpoint_dir=str(tmp_path / label / "checkpoint"),
@@ -115,7 +115,7 @@ def test_same_seed_gives_identical_losses_predictions_and_metrics(ray_session, t
         pred = predict_dataset(ray.data.from_pandas([test.iloc[i : i + 100] for i in range(0, len(test), 100)]), cfg, res.checkpoint_dir).to_pandas()
         pred = pred.sort_values("pos", kind="stable").reset_index(drop=True)
         runs[label] = (res, pred, metric_rows(pred.assign(in_cpg_island=False), "mrcnn", "imr90"))
-    (a, pa, ma), (b, pb, mb), (c, pc, mc) = runs["a"], runs["b"], runs["c"]
+    (a, pa, ma), (b, pb, mb) = runs["a"], runs["b"]
     assert [h["epoch"] for h in a.history] == [1, 2]
     # the worker ran at the driver's priority (train.WORKER_NICENESS), not Ray's default 15 nice levels below it
     assert {h["worker_niceness"] for h in a.history} == {os.getpriority(os.PRIO_PROCESS, 0)}
@@ -124,8 +124,4 @@ def test_same_seed_gives_identical_losses_predictions_and_metrics(ray_session, t
         assert [h[key] for h in a.history] == [h[key] for h in b.history], key
     np.testing.assert_array_equal(pa["beta_pred"].to_numpy(), pb["beta_pred"].to_numpy())
     pd.testing.assert_frame_equal(ma, mb)
-    # another seed: another model
-    assert [h["train_loss"] for h in a.history] != [h["train_loss"] for h in c.history]
-    assert not np.allclose(pa["beta_pred"].to_numpy(), pc["beta_pred"].to_numpy())
-    assert ma["rmse"].iloc[0] != mc["rmse"].iloc[0]
-    assert all(math.isfinite(h["val_loss"]) for h in a.history + c.history)
+    assert all(math.isfinite(h["val_loss"]) for h in a.history)
