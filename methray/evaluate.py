@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import baseline, bootstrap
+from . import baseline, bootstrap, storage
 from .checkpoint import read_meta
 from .config import RunConfig
+from .errors import MethrayError
 from .metrics import metric_rows
 from .sites import read_sites
-from .predictions import read_predictions, write_predictions
+from .predictions import predictions_path, read_predictions, write_predictions
 from .tables import write_table
 
 
@@ -34,6 +35,22 @@ def run_baseline(cfg: RunConfig, split: str = "test") -> None:
         write_predictions(cfg, test.assign(beta_pred=baseline.fit_predict(train, test, cfg.reference, spec)), t.name, baseline.NAME)
         gbm = baseline.fit_predict_gbm(train, val, test, cfg.reference, cfg.cpg_islands, seed=cfg.split.seed)
         write_predictions(cfg, test.assign(beta_pred=gbm), t.name, baseline.GBM_NAME)
+
+
+def check_predictions(cfg: RunConfig) -> None:
+    """Check that the run's model was scored with every training seed, for every tissue.
+
+    Raises
+    ------
+    MethrayError
+        A seed's predictions are missing (e.g. ``train.seeds`` raised after ``score`` ran).
+    """
+    model = read_meta(cfg.checkpoint_dir).model
+    for seed in cfg.train_seeds:
+        for t in cfg.tissues:
+            path = predictions_path(cfg, t.name, model, seed)
+            if not storage.exists(path):
+                raise MethrayError(f"{path}: no predictions of seed {seed} (train.seeds {cfg.train.seeds}); run `methray train` and `methray score` with these seeds first")
 
 
 def evaluate(cfg: RunConfig) -> pd.DataFrame:

@@ -56,6 +56,8 @@ def run_score(cfg: RunConfig) -> None:
 
     t = time.perf_counter()
     model = read_meta(cfg.checkpoint_dir).model
+    for seed in cfg.train_seeds[1:]:  # every seed's checkpoint before anything is written
+        read_meta(cfg.checkpoint_of(seed))
     for seed in cfg.train_seeds:
         preds = score(cfg, seed=seed)
         for tissue, df in preds.items():
@@ -66,8 +68,9 @@ def run_score(cfg: RunConfig) -> None:
 
 def run_evaluate(cfg: RunConfig) -> pd.DataFrame:
     """Fit both baselines and write the metric table (and its block-bootstrap intervals); returns it."""
-    from .evaluate import evaluate, run_baseline
+    from .evaluate import check_predictions, evaluate, run_baseline
 
+    check_predictions(cfg)  # every seed scored, before the baselines write theirs
     run_baseline(cfg)
     table = evaluate(cfg)
     log.info(f"evaluate: {cfg.path('metrics.tsv')}")

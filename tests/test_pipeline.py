@@ -92,6 +92,21 @@ def test_every_seed_trained_on_the_same_sites_and_evaluated(demo_run):
     assert table[table["model"] != "mrcnn"]["seed"].isna().all()
 
 
+def test_more_seeds_than_trained_or_scored_is_one_error_and_writes_nothing(demo_run):
+    from methray.errors import MethrayError
+    from methray.pipeline import run_evaluate, run_score
+
+    cfg, _ = demo_run
+    more = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seeds": 3})})
+    files = sorted(Path(cfg.out_dir).rglob("*"))
+    stamps = [p.stat().st_mtime_ns for p in files]
+    with pytest.raises(MethrayError, match=r"seeds/seed2/checkpoint: not a methray checkpoint"):
+        run_score(more)
+    with pytest.raises(MethrayError, match=r"seeds/seed2/predictions/imr90.mrcnn.parquet: no predictions of seed 2"):
+        run_evaluate(more)
+    assert sorted(Path(cfg.out_dir).rglob("*")) == files and [p.stat().st_mtime_ns for p in files] == stamps
+
+
 def test_metric_table_columns_present_and_finite(demo_run):
     cfg, table = demo_run
     assert list(table.columns) == COLUMNS + ["seed"]
