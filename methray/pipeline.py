@@ -93,8 +93,8 @@ def summary(table: pd.DataFrame, intervals: pd.DataFrame | None = None) -> str:
     """
     rows = table[table["subset"] == "all"]
     seeds = rows.groupby(["model", "tissue"], sort=False)["seed"].count() if "seed" in rows else None
-    means = rows.drop(columns=["subset", "seed"], errors="ignore").groupby(["model", "tissue"], sort=False).mean(numeric_only=True)
-    sds = rows.drop(columns=["subset", "seed"], errors="ignore").groupby(["model", "tissue"], sort=False).std(numeric_only=True)
+    per_model = rows.drop(columns=["subset", "seed"], errors="ignore").groupby(["model", "tissue"], sort=False)
+    means, sds = per_model.mean(numeric_only=True), per_model.std(numeric_only=True)
     ci = intervals[intervals["metric"] == "auroc"].set_index(["model", "tissue"]) if intervals is not None else None
     head = "held-out metrics (subset all" + ("; AUROC: mean ± sd over training seeds [95% interval, hold-out-block bootstrap]" if ci is not None else "") + "):"
     lines = [head, f"  {'model':<17}{'tissue':<10}{'n':>8}{'seeds':>6}  {'AUROC':<29}{'AUPRC-u':>8}{'RMSE':>8}{'MAE':>8}{'r':>8}{'acc':>8}"]

@@ -110,11 +110,17 @@ def bedgraph_path(cfg: RunConfig, tissue: str, model: str) -> str:
     return cfg.path(f"{tissue}.{model}.bedGraph")
 
 
-def write_predictions(cfg: RunConfig, df: pd.DataFrame, tissue: str, model: str) -> None:
-    """Write one (tissue, model) prediction table (Parquet, :data:`SCHEMA`) and bedGraph, atomically."""
+def write_predictions(cfg: RunConfig, df: pd.DataFrame, tissue: str, model: str, seed: int | None = None) -> None:
+    """Write one (tissue, model) prediction table (Parquet, :data:`SCHEMA`) and bedGraph, atomically.
+
+    A further training seed ``seed`` (not ``train.seed``) writes its table only, at
+    :func:`predictions_path`; the bedGraph is the run's checkpoint's.
+    """
     from .genome import open_reference
 
-    table = write_file(df, predictions_path(cfg, tissue, model), model=model, tissue=tissue)
+    table = write_file(df, predictions_path(cfg, tissue, model, seed), model=model, tissue=tissue)
+    if seed is not None and seed != cfg.train.seed:
+        return
     tracks.write_bedgraph(
         table.select(["chrom", "pos", "beta_pred"]).to_pandas(),
         bedgraph_path(cfg, tissue, model),

@@ -21,7 +21,7 @@ from . import checkpoint as ckpt
 from . import tracks
 from .config import RunConfig
 from .errors import MethrayError
-from .predictions import predictions_path, write_file, write_predictions
+from .predictions import write_predictions
 from .predictor import Predictor
 from .sites import sites_dataset
 
@@ -76,9 +76,6 @@ def score(cfg: RunConfig, *, split: str = "test", checkpoint_dir: str | None = N
         if df.empty:
             raise MethrayError(f"no {split} sites for tissue {t.name!r} in {cfg.sites_table}")
         df = tracks.sort_sites(df, order)
-        if seed == cfg.train.seed:
-            write_predictions(cfg, df, t.name, model)
-        else:
-            write_file(df, predictions_path(cfg, t.name, model, seed=seed), model=model, tissue=t.name)
+        write_predictions(cfg, df, t.name, model, seed)
         out[t.name] = df
     return out
